@@ -1,0 +1,256 @@
+//! The [`lock()`] builder, its [`LockGuard`], and oslo's free functions around them.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::fair::{FairLock, FairLocks};
+use crate::queue::Wait;
+use crate::semaphore::{NamedSemaphore, Semaphores};
+
+/// The `tracing` target of every log line lockutils writes.
+pub const LOG_TARGET: &str = "lockutils";
+
+/// Starts building a lock on `name`: oslo's `lockutils.lock(name, ...)`.
+///
+/// Finish with [`acquire`](LockBuilder::acquire), which returns a [`LockGuard`] that releases
+/// the lock when dropped, also when the holder panics.
+///
+/// By default the lock is the one-permit semaphore for `name` in [`Semaphores::global`]; it
+/// waits as long as it takes and logs oslo's DEBUG lines.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let guard = lockutils::lock("instance-42").acquire()?;
+/// // Another thread would now wait; this one asks without waiting and is refused:
+/// let busy = std::thread::scope(|s| {
+///     s.spawn(|| lockutils::lock("instance-42").blocking(false).acquire().is_err())
+///         .join()
+///         .unwrap()
+/// });
+/// assert!(busy);
+/// drop(guard);
+///
+/// // Fair (FIFO and reentrant), waiting at most 250 ms:
+/// let _g = lockutils::lock("resize").fair(true).timeout(Duration::from_millis(250)).acquire()?;
+/// # Ok::<(), lockutils::Error>(())
+/// ```
+pub fn lock(name: &str) -> LockBuilder<'_> {
+    LockBuilder {
+        name,
+        blocking: true,
+        timeout: None,
+        fair: false,
+        semaphores: None,
+        fair_locks: None,
+        do_log: true,
+    }
+}
+
+/// Options for a lock on one name; made by [`lock()`], finished by [`acquire`](Self::acquire).
+///
+/// Every combination works, including those oslo refuses: fair and non-blocking, fair in a
+/// caller's own [`FairLocks`], fair with a timeout.
+#[derive(Clone, Copy)]
+#[must_use = "a lock builder does nothing until `.acquire()` is called"]
+pub struct LockBuilder<'a> {
+    name: &'a str,
+    blocking: bool,
+    timeout: Option<Duration>,
+    fair: bool,
+    semaphores: Option<&'a Semaphores>,
+    fair_locks: Option<&'a FairLocks>,
+    do_log: bool,
+}
+
+impl<'a> LockBuilder<'a> {
+    /// Whether to wait for the lock (default `true`). With `false`, one try: if the lock is
+    /// held, or others are queued for it, [`acquire`](Self::acquire) fails at once with
+    /// [`Error::AcquireLockFailed`]. `false` overrides [`timeout`](Self::timeout).
+    pub fn blocking(mut self, blocking: bool) -> Self {
+        self.blocking = blocking;
+        self
+    }
+
+    /// Waits at most this long, then fails with [`Error::AcquireLockFailed`]. A waiter that
+    /// gives up leaves the queue; nothing stays held or queued.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Whether to use the fair lock of this name (default `false`): strict FIFO among
+    /// waiters, reentrant for the holding thread. Fair and non-fair locks of one name are
+    /// distinct locks, as in oslo.
+    pub fn fair(mut self, fair: bool) -> Self {
+        self.fair = fair;
+        self
+    }
+
+    /// Takes the (non-fair) lock from this container instead of [`Semaphores::global`].
+    ///
+    /// A container is a namespace: the same name in two containers is two locks. Combined with
+    /// `fair(true)`, [`acquire`](Self::acquire) fails with [`Error::InvalidOptions`]: fair locks
+    /// live in a [`FairLocks`] container, given with [`fair_locks`](Self::fair_locks).
+    pub fn semaphores(mut self, semaphores: &'a Semaphores) -> Self {
+        self.semaphores = Some(semaphores);
+        self
+    }
+
+    /// Takes a fair lock from this container instead of [`FairLocks::global`]; implies
+    /// `fair(true)`.
+    pub fn fair_locks(mut self, fair_locks: &'a FairLocks) -> Self {
+        self.fair_locks = Some(fair_locks);
+        self.fair = true;
+        self
+    }
+
+    /// Whether to log oslo's DEBUG lines (`Acquiring lock "NAME"`, `Acquired lock "NAME"`,
+    /// `Releasing lock "NAME"`) on the `lockutils` target; default `true`.
+    pub fn do_log(mut self, do_log: bool) -> Self {
+        self.do_log = do_log;
+        self
+    }
+
+    /// Takes the lock as configured.
+    ///
+    /// # Errors
+    /// - [`Error::AcquireLockFailed`] when not blocking, or after the timeout, and the lock is
+    ///   still taken.
+    /// - [`Error::UpgradeNotAllowed`] for a fair lock whose read side this thread holds.
+    /// - [`Error::InvalidOptions`] for `fair(true)` with a [`Semaphores`] container.
+    pub fn acquire(self) -> Result<LockGuard, Error> {
+        let name = self.name;
+        if self.do_log {
+            tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\"");
+        }
+        let wait = Wait::new(self.blocking, self.timeout);
+        let held = if self.fair {
+            if self.semaphores.is_some() {
+                return Err(Error::InvalidOptions {
+                    name: name.to_owned(),
+                    reason: "a fair lock cannot come from a Semaphores container; \
+                             pass a FairLocks container with .fair_locks() instead",
+                });
+            }
+            let lock = self.fair_locks.unwrap_or(FairLocks::global()).get(name);
+            lock.write_with(wait)?;
+            Held::Fair(lock)
+        } else {
+            let sem = self.semaphores.unwrap_or(Semaphores::global()).get(name);
+            if !sem.raw().acquire_with(1, wait) {
+                return Err(Error::acquire_failed(name, wait.waited()));
+            }
+            Held::Semaphore(sem)
+        };
+        if self.do_log {
+            tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
+        }
+        Ok(LockGuard {
+            held,
+            do_log: self.do_log,
+            _thread_bound: PhantomData,
+        })
+    }
+}
+
+impl fmt::Debug for LockBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockBuilder")
+            .field("name", &self.name)
+            .field("blocking", &self.blocking)
+            .field("timeout", &self.timeout)
+            .field("fair", &self.fair)
+            .field(
+                "own_container",
+                &(self.semaphores.is_some() || self.fair_locks.is_some()),
+            )
+            .field("do_log", &self.do_log)
+            .finish()
+    }
+}
+
+/// What a [`LockGuard`] holds.
+enum Held {
+    Semaphore(NamedSemaphore),
+    Fair(FairLock),
+}
+
+/// A held lock from [`lock()`]; released when dropped, also during a panic.
+///
+/// The guard is bound to the thread that took it (not `Send`): the fair lock is reentrant per
+/// thread, and a guard moved elsewhere would let two threads in.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard {
+    held: Held,
+    do_log: bool,
+    _thread_bound: PhantomData<*const ()>,
+}
+
+impl LockGuard {
+    /// The name of the held lock.
+    pub fn name(&self) -> &str {
+        match &self.held {
+            Held::Semaphore(sem) => sem.name(),
+            Held::Fair(lock) => lock.name(),
+        }
+    }
+
+    /// Whether this is a fair lock.
+    pub fn is_fair(&self) -> bool {
+        matches!(self.held, Held::Fair(_))
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.do_log {
+            let name = self.name();
+            tracing::debug!(target: LOG_TARGET, lock = name, "Releasing lock \"{name}\"");
+        }
+        match &self.held {
+            Held::Semaphore(sem) => sem.raw().release(1),
+            Held::Fair(lock) => {
+                // The guard took one level of the write side on this thread (it is not Send),
+                // so this cannot fail unless that level was released by hand.
+                let _ = lock.release_write();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("name", &self.name())
+            .field("fair", &self.is_fair())
+            .finish()
+    }
+}
+
+/// Takes the in-process (non-fair) lock for `name`: oslo's `internal_lock`.
+///
+/// Uses `semaphores`, or [`Semaphores::global`] for `None`. With `blocking == false`, one try.
+/// Logs nothing.
+pub fn internal_lock(
+    name: &str,
+    semaphores: Option<&Semaphores>,
+    blocking: bool,
+) -> Result<LockGuard, Error> {
+    let builder = lock(name).blocking(blocking).do_log(false);
+    match semaphores {
+        Some(semaphores) => builder.semaphores(semaphores),
+        None => builder,
+    }
+    .acquire()
+}
+
+/// The fair lock for `name` in [`FairLocks::global`]: oslo's `internal_fair_lock`.
+///
+/// Like oslo, this returns the lock itself; take its write side (what `lock(name).fair(true)`
+/// does) with [`write`](crate::ReaderWriterLock::write), or its read side.
+pub fn internal_fair_lock(name: &str) -> FairLock {
+    FairLocks::global().get(name)
+}

@@ -1,0 +1,179 @@
+//! Counting semaphores and the [`Semaphores`] registry of named ones.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use crate::queue::{MAX_PERMITS, RawSemaphore, Wait};
+use crate::registry::{Create, Named, Registry};
+
+/// A counting semaphore with a strict FIFO queue of waiters.
+///
+/// # Fairness
+/// Waiters are served in the order they started waiting; a released permit goes straight to
+/// the first waiter, and [`try_acquire`](Self::try_acquire) fails while anyone waits, even if a
+/// permit is free at that instant. Nobody starves.
+///
+/// # What it does not do
+/// It is not reentrant: a thread that holds the only permit and asks again waits forever, as
+/// with oslo's `threading.Semaphore`. Use a [`FairLock`](crate::FairLock) for reentrancy.
+///
+/// ```
+/// use lockutils::Semaphore;
+///
+/// let sem = Semaphore::new(2);
+/// let a = sem.acquire();
+/// let b = sem.try_acquire().expect("a second permit is free");
+/// assert!(sem.try_acquire().is_none());
+/// drop((a, b));
+/// assert_eq!(sem.available_permits(), 2);
+/// ```
+pub struct Semaphore {
+    raw: RawSemaphore,
+}
+
+impl Semaphore {
+    /// The largest number of permits a semaphore can hold; larger values are capped to it.
+    pub const MAX_PERMITS: usize = MAX_PERMITS;
+
+    /// A semaphore with `permits` permits (capped at [`Semaphore::MAX_PERMITS`]).
+    pub fn new(permits: usize) -> Self {
+        Self {
+            raw: RawSemaphore::new(permits.min(MAX_PERMITS)),
+        }
+    }
+
+    /// Takes a permit, waiting as long as it takes.
+    pub fn acquire(&self) -> SemaphoreGuard<'_> {
+        self.raw.acquire(1);
+        SemaphoreGuard { sem: self }
+    }
+
+    /// Takes a permit if one is free and nobody is waiting; never waits.
+    pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
+        self.raw
+            .try_acquire(1)
+            .then(|| SemaphoreGuard { sem: self })
+    }
+
+    /// Takes a permit, waiting at most `timeout`. `None` if it timed out; nothing is left queued.
+    pub fn try_acquire_for(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
+        self.raw
+            .acquire_with(1, Wait::For(timeout))
+            .then(|| SemaphoreGuard { sem: self })
+    }
+
+    /// Permits free right now.
+    pub fn available_permits(&self) -> usize {
+        self.raw.available()
+    }
+
+    /// Threads waiting for a permit right now.
+    pub fn queue_len(&self) -> usize {
+        self.raw.queue_len()
+    }
+
+    pub(crate) fn raw(&self) -> &RawSemaphore {
+        &self.raw
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("available_permits", &self.available_permits())
+            .field("queue_len", &self.queue_len())
+            .finish()
+    }
+}
+
+impl Create for Semaphore {
+    fn create(_name: &Arc<str>) -> Self {
+        Semaphore::new(1)
+    }
+}
+
+/// A permit of a [`Semaphore`], given back when dropped (also during a panic).
+#[must_use = "the permit is given back as soon as the guard is dropped"]
+pub struct SemaphoreGuard<'a> {
+    sem: &'a Semaphore,
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        self.sem.raw.release(1);
+    }
+}
+
+impl fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphoreGuard").finish_non_exhaustive()
+    }
+}
+
+/// A [`Semaphore`] of one permit that lives in a [`Semaphores`] registry.
+pub type NamedSemaphore = Named<Semaphore>;
+
+/// A garbage-collected container of named semaphores (one permit each): oslo's `Semaphores`.
+///
+/// [`get`](Self::get) returns the semaphore for a name, creating it on first use. A name's
+/// semaphore lives while anyone holds it, waits on it or keeps a handle to it, and is dropped
+/// after the last one lets go, so [`len`](Self::len) goes back to 0 and memory stays
+/// proportional to the names in use. Separate instances are separate namespaces. Threads
+/// using different names do not contend on a shared mutex (the map is sharded).
+///
+/// ```
+/// use lockutils::Semaphores;
+///
+/// let sems = Semaphores::new();
+/// let a = sems.get("a");
+/// assert!(lockutils::NamedSemaphore::ptr_eq(&a, &sems.get("a")));
+/// assert_eq!(sems.len(), 1);
+/// drop(a);
+/// assert_eq!(sems.len(), 0);
+/// ```
+pub struct Semaphores {
+    registry: Registry<Semaphore>,
+}
+
+impl Semaphores {
+    /// An empty, independent namespace of semaphores.
+    pub fn new() -> Self {
+        Self {
+            registry: Registry::new(),
+        }
+    }
+
+    /// The process-wide namespace that [`lock`](crate::lock()) uses by default.
+    pub fn global() -> &'static Semaphores {
+        static GLOBAL: LazyLock<Semaphores> = LazyLock::new(Semaphores::new);
+        &GLOBAL
+    }
+
+    /// The semaphore for `name`, created on first use.
+    pub fn get(&self, name: &str) -> NamedSemaphore {
+        self.registry.get(name)
+    }
+
+    /// Number of names in use right now. Idle entries are dropped as a side effect.
+    pub fn len(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Whether no name is in use.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Semaphores {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Semaphores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphores").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,31 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+/// Spins (yielding) until `cond` holds. Used to order threads through a lock's own queue
+/// length instead of sleeping.
+pub fn wait_until(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        std::thread::yield_now();
+    }
+}
+
+/// A counter whose increment is a separate load and store, so that two unsynchronised
+/// incrementers lose updates: only mutual exclusion keeps it exact.
+#[derive(Default)]
+pub struct RacyCounter(std::sync::atomic::AtomicUsize);
+
+impl RacyCounter {
+    pub fn increment(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let value = self.0.load(Relaxed);
+        // Widen the window in which an intruder would be noticed.
+        if value % 64 == 0 {
+            std::thread::yield_now();
+        }
+        self.0.store(value + 1, Relaxed);
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,129 @@
+//! The DEBUG lines `lock()` writes, captured by a minimal `tracing` subscriber.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+#[derive(Debug, Clone, PartialEq)]
+struct Line {
+    level: Level,
+    target: String,
+    message: String,
+    lock: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Line>>>);
+
+struct Fields<'a>(&'a mut Line);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "lock" => self.0.lock = Some(value.to_owned()),
+            "message" => self.0.message = value.to_owned(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.0.message = format!("{value:?}");
+        }
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut line = Line {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
+            message: String::new(),
+            lock: None,
+        };
+        event.record(&mut Fields(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+fn captured(f: impl FnOnce()) -> Vec<Line> {
+    let capture = Capture::default();
+    tracing::subscriber::with_default(capture.clone(), f);
+    let lines = capture.0.lock().unwrap().clone();
+    lines
+}
+
+fn messages(lines: &[Line]) -> Vec<&str> {
+    lines.iter().map(|l| l.message.as_str()).collect()
+}
+
+#[test]
+fn lock_logs_oslos_lines_with_the_name_as_a_field() {
+    let lines = captured(|| {
+        let _g = lockutils::lock("instance-42").acquire().unwrap();
+    });
+    assert_eq!(
+        messages(&lines),
+        [
+            r#"Acquiring lock "instance-42""#,
+            r#"Acquired lock "instance-42""#,
+            r#"Releasing lock "instance-42""#,
+        ]
+    );
+    for line in &lines {
+        assert_eq!(line.level, Level::DEBUG);
+        assert_eq!(line.target, lockutils::LOG_TARGET);
+        assert_eq!(line.lock.as_deref(), Some("instance-42"));
+    }
+}
+
+#[test]
+fn fair_locks_log_the_same_lines() {
+    let lines = captured(|| {
+        let _g = lockutils::lock("fair-log").fair(true).acquire().unwrap();
+    });
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1].message, r#"Acquired lock "fair-log""#);
+}
+
+#[test]
+fn a_failed_acquire_logs_only_the_attempt() {
+    let _held = lockutils::lock("busy-log").acquire().unwrap();
+    let lines = std::thread::scope(|s| {
+        s.spawn(|| {
+            captured(|| {
+                assert!(
+                    lockutils::lock("busy-log")
+                        .blocking(false)
+                        .acquire()
+                        .is_err()
+                );
+            })
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(messages(&lines), [r#"Acquiring lock "busy-log""#]);
+}
+
+#[test]
+fn do_log_false_and_internal_lock_are_silent() {
+    let lines = captured(|| {
+        drop(lockutils::lock("quiet").do_log(false).acquire().unwrap());
+        drop(lockutils::internal_lock("quiet", None, true).unwrap());
+    });
+    assert_eq!(lines, []);
+}
