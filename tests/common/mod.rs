@@ -19,7 +19,7 @@ impl RacyCounter {
         use std::sync::atomic::Ordering::Relaxed;
         let value = self.0.load(Relaxed);
         // Widen the window in which an intruder would be noticed.
-        if value % 64 == 0 {
+        if value.is_multiple_of(64) {
             std::thread::yield_now();
         }
         self.0.store(value + 1, Relaxed);
