@@ -42,7 +42,10 @@ fn main() -> Result<(), lockutils::Error> {
         for worker in 0..5 {
             let (locks, order) = (&locks, &order);
             s.spawn(move || {
-                let _g = lock("resize").fair_locks(locks).acquire().expect("fair acquire");
+                let _g = lock("resize")
+                    .fair_locks(locks)
+                    .acquire()
+                    .expect("fair acquire");
                 order.lock().unwrap().push(worker);
             });
             while queue.queue_len() != worker + 1 {
@@ -62,7 +65,10 @@ fn main() -> Result<(), lockutils::Error> {
                 Ok(_) => println!("unexpected: got a held lock"),
                 Err(e) => println!("blocking(false): {e}"),
             }
-            match lock("instance-0").timeout(Duration::from_millis(50)).acquire() {
+            match lock("instance-0")
+                .timeout(Duration::from_millis(50))
+                .acquire()
+            {
                 Ok(_) => println!("unexpected: got a held lock"),
                 Err(e) => println!("timeout(50ms):   {e}"),
             }
