@@ -34,15 +34,56 @@
 //! - **No panics on user input.** Every acquire path reports problems as an [`Error`] that
 //!   names the lock.
 //!
+//! ## Across processes
+//! `lock(name).external(true)` also takes a lock file in the lock directory, so that
+//! processes on one host exclude each other, Python oslo.concurrency processes included:
+//!
+//! ```
+//! let dir = tempfile::tempdir()?;
+//! let guard = lockutils::lock("instance-42")
+//!     .external(true)
+//!     .prefix("nova")
+//!     .lock_path(dir.path())
+//!     .acquire()?;
+//! assert!(dir.path().join("nova-instance-42").exists());
+//! # drop(guard);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - **File names are oslo's**: `/` in the name becomes `_`, the prefix is joined with `-`
+//!   ([`lock_file_path`]). The directory is the lock's `.lock_path()`, else the configured one
+//!   ([`configure`], [`set_defaults`], then `OSLO_LOCK_PATH`), else
+//!   [`Error::LockPathRequired`]. [`LockConfig::from_ini_file`] reads a `nova.conf`.
+//! - **The lock primitive** on Linux is the open-file-description lock (`F_OFD_SETLK`), which
+//!   conflicts with the POSIX record locks Python takes, and is owned by the open file (so
+//!   threads with their own descriptors exclude each other too). It is never `flock(2)`.
+//! - **Waiting** without a timeout blocks in the kernel: the waiter gets the lock the moment
+//!   the holder releases it or dies. Timed waits try with growing pauses up to `.delay()`.
+//! - **Files** are created as needed (with their directories), opened with `O_CLOEXEC` (no
+//!   descriptor leaks into children) and `O_NOFOLLOW` (a planted symbolic link is refused),
+//!   never truncated, never deleted on release. Names that cannot be a file in the lock
+//!   directory are [`Error::InvalidName`].
+//! - **Deleting lock files is safe** with [`remove_external_lock_file`]: it deletes while
+//!   holding the lock, and a waiter that then gets the deleted file notices and moves on to
+//!   the new one. The open descriptor of a name is kept while its in-process lock exists.
+//! - [`external_lock`] / [`InterProcessLock`] and [`InterProcessReaderWriterLock`] are the
+//!   file locks on their own; [`lock_with_prefix`] binds a prefix once per project.
+//!
 //! ## Logs
 //! With `do_log(true)` (the default) [`lock()`] writes oslo's DEBUG lines through `tracing`
 //! on target [`LOG_TARGET`] (`"lockutils"`): `Acquiring lock "NAME"`, `Acquired lock "NAME"`,
-//! `Releasing lock "NAME"`, with the name also in the structured field `lock`.
+//! `Releasing lock "NAME"`, and `Acquired external semaphore "NAME"` for external locks,
+//! with the name also in the structured field `lock`.
 
 #![warn(missing_docs)]
 
 pub use lockutils_core::{
-    Error, FairLock, FairLocks, LOG_TARGET, LockBuilder, LockGuard, Named, NamedSemaphore, Owner,
-    ReadGuard, ReaderWriterLock, Semaphore, SemaphoreGuard, Semaphores, WriteGuard,
-    internal_fair_lock, internal_lock, lock,
+    DEFAULT_DELAY, Error, ExternalBackend, ExternalCache, ExternalTarget, FairLock, FairLocks,
+    FileBackend, InterProcessGuard, InterProcessLock, InterProcessReadGuard,
+    InterProcessReaderWriterLock, InterProcessWriteGuard, LOCK_PATH_ENV, LOG_TARGET, LockBuilder,
+    LockConfig, LockGuard, Named, NamedSemaphore, Owner, Prefix, ReadGuard, ReaderWriterLock,
+    Semaphore, SemaphoreGuard, Semaphores, Wait, WriteGuard, configure, current_config,
+    external_lock, get_lock_path, internal_fair_lock, internal_lock, lock, lock_file_path,
+    lock_with_prefix, remove_external_lock_file, remove_external_lock_file_with_prefix,
+    set_defaults,
 };

@@ -37,6 +37,12 @@ impl Visit for Fields<'_> {
 }
 
 impl Subscriber for Capture {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        // Ask `enabled` on every event: the tests of this file each install a subscriber of
+        // their own, and a cached answer must not outlive one of them.
+        tracing::subscriber::Interest::sometimes()
+    }
+
     fn enabled(&self, _: &Metadata<'_>) -> bool {
         true
     }
@@ -59,7 +65,12 @@ impl Subscriber for Capture {
     fn exit(&self, _: &Id) {}
 }
 
+/// Captures what `f` logs on this thread. Captures run one at a time: installing and dropping
+/// a subscriber rebuilds `tracing`'s global callsite interest, which must not race another
+/// test's events.
 fn captured(f: impl FnOnce()) -> Vec<Line> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let capture = Capture::default();
     tracing::subscriber::with_default(capture.clone(), f);
     capture.0.lock().unwrap().clone()

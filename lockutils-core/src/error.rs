@@ -1,6 +1,8 @@
 //! The one error type of lockutils.
 
 use std::fmt;
+use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything that can go wrong when taking or releasing a lock.
@@ -41,6 +43,51 @@ pub enum Error {
         /// What is wrong and how to fix it.
         reason: &'static str,
     },
+    /// An external lock needs a lock directory and none was configured.
+    ///
+    /// Displayed as oslo's `value required for option lock_path in group [oslo_concurrency]`,
+    /// followed by the ways to set it.
+    LockPathRequired {
+        /// The lock's name.
+        name: String,
+    },
+    /// The name (or prefix) cannot be made into a lock file inside the lock directory.
+    InvalidName {
+        /// The lock's name.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
+    /// Something other than a plain file sits where the lock file goes (a symbolic link that
+    /// may have been planted, a directory, a FIFO...). It is refused, never followed.
+    UnsafeLockFile {
+        /// The lock's name.
+        name: String,
+        /// The lock file's path.
+        path: PathBuf,
+        /// What was found there.
+        reason: &'static str,
+    },
+    /// The operating system refused an operation on a lock file or its directory.
+    Io {
+        /// The lock's name.
+        name: String,
+        /// The path involved.
+        path: PathBuf,
+        /// What was being attempted, e.g. `"open lock file"`.
+        action: &'static str,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A configuration file could not be read or understood.
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line at fault, 0 when the file could not be read at all.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// How an unnamed lock is shown in messages.
@@ -72,26 +119,98 @@ impl fmt::Display for Error {
             Error::InvalidOptions { name, reason } => {
                 write!(f, "lock {}: {reason}", display_name(name))
             }
+            Error::LockPathRequired { name } => write!(
+                f,
+                "value required for option lock_path in group [oslo_concurrency] \
+                 (external lock {}): set the OSLO_LOCK_PATH environment variable, call \
+                 lockutils::set_defaults(path), load a config with lock_path, \
+                 or pass .lock_path(path)",
+                display_name(name)
+            ),
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid lock name {name:?}: {reason}")
+            }
+            Error::UnsafeLockFile { name, path, reason } => write!(
+                f,
+                "lock {}: refusing lock file {}: {reason}",
+                display_name(name),
+                path.display()
+            ),
+            Error::Io {
+                name,
+                path,
+                action,
+                source,
+            } => write!(
+                f,
+                "lock {}: cannot {action} {}: {source}",
+                display_name(name),
+                path.display()
+            ),
+            Error::Config { path, line, reason } => match line {
+                0 => write!(f, "{}: {reason}", path.display()),
+                line => write!(f, "{}:{line}: {reason}", path.display()),
+            },
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 impl Error {
-    /// The name of the lock this error concerns.
+    /// The name of the lock this error concerns (empty for a configuration error).
     pub fn lock_name(&self) -> &str {
         match self {
             Error::AcquireLockFailed { name, .. }
             | Error::UpgradeNotAllowed { name }
             | Error::NotHeld { name, .. }
-            | Error::InvalidOptions { name, .. } => name,
+            | Error::InvalidOptions { name, .. }
+            | Error::LockPathRequired { name }
+            | Error::InvalidName { name, .. }
+            | Error::UnsafeLockFile { name, .. }
+            | Error::Io { name, .. } => name,
+            Error::Config { .. } => "",
         }
     }
 
     /// Whether this is [`Error::AcquireLockFailed`]: the lock was busy, nothing else went wrong.
     pub fn is_acquire_failed(&self) -> bool {
         matches!(self, Error::AcquireLockFailed { .. })
+    }
+
+    pub(crate) fn io(name: &str, path: PathBuf, action: &'static str, source: io::Error) -> Self {
+        Error::Io {
+            name: name.to_owned(),
+            path,
+            action,
+            source,
+        }
+    }
+
+    pub(crate) fn invalid_name(name: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidName {
+            name: name.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Reports the whole wait of `wait` in an [`Error::AcquireLockFailed`] that a later stage
+    /// of a multi-stage acquire produced with what was left of it.
+    pub(crate) fn with_waited(self, wait: crate::queue::Wait) -> Self {
+        match self {
+            Error::AcquireLockFailed { name, .. } => Error::AcquireLockFailed {
+                name,
+                waited: wait.waited(),
+            },
+            other => other,
+        }
     }
 
     pub(crate) fn acquire_failed(name: &str, waited: Option<Duration>) -> Self {

@@ -11,12 +11,19 @@
 //! - [`fair`]: [`FairLocks`], the registry of fair (reader/writer) locks.
 //! - `registry`: the sharded, garbage-collected name map behind both registries.
 //! - [`lock`](mod@lock): the [`lock()`] builder and its [`LockGuard`].
+//! - [`config`]: lock directories, `[oslo_concurrency]` options, lock file names.
+//! - `file`: lock files and the OS record locks on them.
+//! - [`external`]: the external-lock backend trait, the file backend, [`InterProcessLock`],
+//!   [`InterProcessReaderWriterLock`] and oslo's removal and prefix helpers.
 //! - [`error`]: the one [`Error`] type.
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod error;
+pub mod external;
 pub mod fair;
+mod file;
 pub mod lock;
 mod queue;
 mod registry;
@@ -24,9 +31,20 @@ pub mod rwlock;
 pub mod semaphore;
 mod sync;
 
+pub use config::{
+    LOCK_PATH_ENV, LockConfig, configure, current_config, get_lock_path, lock_file_path,
+    set_defaults,
+};
 pub use error::Error;
+pub use external::{
+    DEFAULT_DELAY, ExternalBackend, ExternalCache, ExternalTarget, FileBackend, InterProcessGuard,
+    InterProcessLock, InterProcessReadGuard, InterProcessReaderWriterLock, InterProcessWriteGuard,
+    Prefix, external_lock, lock_with_prefix, remove_external_lock_file,
+    remove_external_lock_file_with_prefix,
+};
 pub use fair::{FairLock, FairLocks};
 pub use lock::{LOG_TARGET, LockBuilder, LockGuard, internal_fair_lock, internal_lock, lock};
+pub use queue::Wait;
 pub use registry::Named;
 pub use rwlock::{Owner, ReadGuard, ReaderWriterLock, WriteGuard};
 pub use semaphore::{NamedSemaphore, Semaphore, SemaphoreGuard, Semaphores};

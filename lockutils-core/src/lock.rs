@@ -2,9 +2,14 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::path::Path;
 use std::time::Duration;
 
+use crate::config::process_locking_disabled;
 use crate::error::Error;
+use crate::external::{
+    DEFAULT_DELAY, ExternalBackend, ExternalTarget, FileBackend, deadline, remaining,
+};
 use crate::fair::{FairLock, FairLocks};
 use crate::queue::Wait;
 use crate::registry::Taken;
@@ -49,6 +54,10 @@ pub fn lock(name: &str) -> LockBuilder<'_> {
         semaphores: None,
         fair_locks: None,
         do_log: true,
+        external: false,
+        prefix: None,
+        lock_path: None,
+        delay: DEFAULT_DELAY,
     }
 }
 
@@ -66,9 +75,47 @@ pub struct LockBuilder<'a> {
     semaphores: Option<&'a Semaphores>,
     fair_locks: Option<&'a FairLocks>,
     do_log: bool,
+    external: bool,
+    prefix: Option<&'a str>,
+    lock_path: Option<&'a Path>,
+    delay: Duration,
 }
 
 impl<'a> LockBuilder<'a> {
+    /// Whether to also take the inter-process lock of this name (default `false`): a lock
+    /// file in the lock directory, compatible with oslo's. The in-process lock is taken first
+    /// and released last. With `disable_process_locking` configured, this is ignored, as in
+    /// oslo.
+    ///
+    /// A process waiting without a timeout gets the file lock the moment its holder releases
+    /// it (or dies): the kernel wakes it. See the crate docs for the file rules.
+    pub fn external(mut self, external: bool) -> Self {
+        self.external = external;
+        self
+    }
+
+    /// Lock file prefix: the file is `PREFIX-NAME` (no extra `-` if the prefix ends in one).
+    /// The in-process lock does not depend on it, as in oslo.
+    pub fn prefix(mut self, prefix: &'a str) -> Self {
+        self.prefix = Some(prefix);
+        self
+    }
+
+    /// Directory of the lock file. An empty path means "not given": the configured directory
+    /// is used (see [`lock_file_path`](crate::lock_file_path)).
+    pub fn lock_path(mut self, lock_path: &'a (impl AsRef<Path> + ?Sized)) -> Self {
+        self.lock_path = Some(lock_path.as_ref());
+        self
+    }
+
+    /// Accepted for oslo parity (`delay=0.01`), with a narrower meaning: the longest pause
+    /// between two tries of a *timed* external wait (default 10 ms). An external wait without
+    /// timeout does not poll at all: the kernel wakes it when the lock is released.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
     /// Whether to wait for the lock (default `true`). With `false`, one try: if the lock is
     /// held, or others are queued for it, [`acquire`](Self::acquire) fails at once with
     /// [`Error::AcquireLockFailed`]. `false` overrides [`timeout`](Self::timeout).
@@ -131,6 +178,7 @@ impl<'a> LockBuilder<'a> {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\"");
         }
         let wait = Wait::new(self.blocking, self.timeout);
+        let deadline = deadline(wait);
         let held = if self.fair {
             if self.semaphores.is_some() {
                 return Err(Error::InvalidOptions {
@@ -146,11 +194,41 @@ impl<'a> LockBuilder<'a> {
         if self.do_log {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
         }
-        Ok(LockGuard {
+        let mut guard = LockGuard {
             held,
             do_log: self.do_log,
+            external: None,
             _thread_bound: PhantomData,
-        })
+        };
+        if self.external && !process_locking_disabled() {
+            let target = ExternalTarget {
+                name,
+                prefix: self.prefix,
+                lock_path: self.lock_path,
+                delay: self.delay,
+            };
+            let backend: &'static dyn ExternalBackend = &FileBackend;
+            {
+                let mut cache = guard.held.external().lock();
+                if cache.depth == 0 {
+                    // On failure the guard, still without the external lock, releases the
+                    // in-process lock (logging `Releasing lock` as oslo does).
+                    backend
+                        .acquire(&target, &mut cache, remaining(wait, deadline))
+                        .map_err(|e| e.with_waited(wait))?;
+                }
+                cache.depth += 1;
+            }
+            guard.external = Some(backend);
+            if self.do_log {
+                tracing::debug!(
+                    target: LOG_TARGET,
+                    lock = name,
+                    "Acquired external semaphore \"{name}\""
+                );
+            }
+        }
+        Ok(guard)
     }
 }
 
@@ -166,6 +244,10 @@ impl fmt::Debug for LockBuilder<'_> {
                 &(self.semaphores.is_some() || self.fair_locks.is_some()),
             )
             .field("do_log", &self.do_log)
+            .field("external", &self.external)
+            .field("prefix", &self.prefix)
+            .field("lock_path", &self.lock_path)
+            .field("delay", &self.delay)
             .finish()
     }
 }
@@ -230,6 +312,15 @@ enum Held {
     Fair(Taken<ReaderWriterLock>),
 }
 
+impl Held {
+    fn external(&self) -> &parking_lot::Mutex<crate::external::ExternalCache> {
+        match self {
+            Held::Semaphore(sem) => sem.external(),
+            Held::Fair(lock) => lock.external(),
+        }
+    }
+}
+
 /// A held lock from [`lock()`]; released when dropped, also during a panic.
 ///
 /// The guard is bound to the thread that took it (not `Send`): the fair lock is reentrant per
@@ -238,6 +329,8 @@ enum Held {
 pub struct LockGuard {
     held: Held,
     do_log: bool,
+    /// The backend holding the external lock, if one is held.
+    external: Option<&'static dyn ExternalBackend>,
     _thread_bound: PhantomData<*const ()>,
 }
 
@@ -254,6 +347,11 @@ impl LockGuard {
     pub fn is_fair(&self) -> bool {
         matches!(self.held, Held::Fair(_))
     }
+
+    /// Whether an external (inter-process) lock is held too.
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
 }
 
 impl Drop for LockGuard {
@@ -262,6 +360,16 @@ impl Drop for LockGuard {
         if self.do_log {
             let name = self.name();
             tracing::debug!(target: LOG_TARGET, lock = name, "Releasing lock \"{name}\"");
+        }
+        if let Some(backend) = self.external {
+            let name = self.name();
+            let mut cache = self.held.external().lock();
+            cache.depth -= 1;
+            if cache.depth == 0
+                && let Err(e) = backend.release(name, &mut cache)
+            {
+                tracing::warn!(target: LOG_TARGET, lock = name, "{e}");
+            }
         }
         // Releasing is the last use of a pinned entry (see `Registry::take`).
         match &self.held {
@@ -280,6 +388,7 @@ impl fmt::Debug for LockGuard {
         f.debug_struct("LockGuard")
             .field("name", &self.name())
             .field("fair", &self.is_fair())
+            .field("external", &self.is_external())
             .finish()
     }
 }

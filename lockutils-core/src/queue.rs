@@ -41,7 +41,7 @@ pub(crate) const MAX_PERMITS: usize = usize::MAX >> 3;
 
 /// How long an acquire may wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Wait {
+pub enum Wait {
     /// One try.
     Never,
     /// Up to this long.

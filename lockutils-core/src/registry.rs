@@ -34,6 +34,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::external::ExternalCache;
+
 /// Number of shards per registry (a power of two).
 const SHARDS: usize = 64;
 /// A shard is swept no more often than once per this many insertions.
@@ -61,6 +63,9 @@ pub struct Named<T> {
 struct Entry<T> {
     name: Arc<str>,
     value: T,
+    /// The external backend's state for this name (an open lock file), kept as long as the
+    /// entry. Used only with the entry's lock held.
+    external: Mutex<ExternalCache>,
 }
 
 impl<T> Named<T> {
@@ -180,18 +185,9 @@ pub(crate) struct Pinned<T: 'static> {
 }
 
 impl<T> Pinned<T> {
-    pub(crate) fn name(&self) -> &str {
+    fn entry(&self) -> &Entry<T> {
         // SAFETY: the lock is held (the type's contract), so the entry has not been swept.
-        unsafe { &self.entry.as_ref().name }
-    }
-}
-
-impl<T> Deref for Pinned<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: as in `name`.
-        unsafe { &self.entry.as_ref().value }
+        unsafe { self.entry.as_ref() }
     }
 }
 
@@ -205,11 +201,20 @@ pub(crate) enum Taken<T: 'static> {
 }
 
 impl<T> Taken<T> {
-    pub(crate) fn name(&self) -> &str {
+    fn entry(&self) -> &Entry<T> {
         match self {
-            Taken::Pinned(pinned) => pinned.name(),
-            Taken::Handle(handle) => handle.name(),
+            Taken::Pinned(pinned) => pinned.entry(),
+            Taken::Handle(handle) => &handle.entry,
         }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.entry().name
+    }
+
+    /// The external backend's state for this name.
+    pub(crate) fn external(&self) -> &Mutex<ExternalCache> {
+        &self.entry().external
     }
 }
 
@@ -217,10 +222,7 @@ impl<T> Deref for Taken<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        match self {
-            Taken::Pinned(pinned) => pinned,
-            Taken::Handle(handle) => handle,
-        }
+        &self.entry().value
     }
 }
 
@@ -258,6 +260,7 @@ impl<T: Create> Shard<T> {
         let entry = Arc::new(Entry {
             value: T::create(&name),
             name,
+            external: Mutex::default(),
         });
         self.insert(hash, entry)
     }
@@ -468,6 +471,7 @@ mod tests {
             Arc::new(Entry {
                 value: Probe(name.clone()),
                 name,
+                external: Mutex::default(),
             })
         };
         let (x, y, z) = (entry("x"), entry("y"), entry("z"));

@@ -29,3 +29,21 @@ impl RacyCounter {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
+
+#[cfg(unix)]
+pub mod child;
+
+/// Reads a decimal counter file (empty or missing means 0).
+pub fn read_counter(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Increments a decimal counter file by reading and rewriting it: without mutual exclusion
+/// across its users, updates get lost.
+pub fn increment_counter(path: &std::path::Path) {
+    let value = read_counter(path);
+    std::fs::write(path, (value + 1).to_string()).expect("write counter");
+}

@@ -1,0 +1,370 @@
+//! Where lock files go: oslo's `[oslo_concurrency]` options, and lock file paths.
+//!
+//! # Resolution of the lock directory
+//! For an external lock, the first of these that is set and non-empty wins:
+//! 1. the lock's own `.lock_path(..)` (or `lock_path` argument);
+//! 2. the `lock_path` of the process-wide configuration set with [`configure`] (what a loaded
+//!    `nova.conf` would give);
+//! 3. the default set with [`set_defaults`];
+//! 4. the `OSLO_LOCK_PATH` environment variable.
+//!
+//! With none of them, external locks fail with [`Error::LockPathRequired`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use parking_lot::RwLock;
+
+use crate::error::Error;
+
+/// The environment variable oslo reads the default lock directory from.
+pub const LOCK_PATH_ENV: &str = "OSLO_LOCK_PATH";
+
+/// The longest file name (in bytes) accepted before asking the file system; 255 is the limit
+/// of every common Linux file system. A file system with a lower limit reports
+/// `ENAMETOOLONG`, which is turned into the same [`Error::InvalidName`].
+const NAME_MAX: usize = 255;
+
+/// oslo's `[oslo_concurrency]` options.
+///
+/// ```
+/// use lockutils::{LockConfig, get_lock_path};
+///
+/// let conf = LockConfig::from_ini_str(
+///     "[DEFAULT]\ndebug = true\n\n[oslo_concurrency]\nlock_path = /var/lib/nova/tmp\n",
+/// )?;
+/// assert_eq!(get_lock_path(&conf)?, std::path::Path::new("/var/lib/nova/tmp"));
+/// assert!(!conf.disable_process_locking);
+/// # Ok::<(), lockutils::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockConfig {
+    /// Directory of the lock files of external locks.
+    pub lock_path: Option<PathBuf>,
+    /// When `true`, external locks are taken in-process only, as in oslo.
+    pub disable_process_locking: bool,
+}
+
+impl LockConfig {
+    /// The configuration the environment gives: `lock_path` from `OSLO_LOCK_PATH`.
+    pub fn from_env() -> Self {
+        Self {
+            lock_path: env_lock_path(),
+            disable_process_locking: false,
+        }
+    }
+
+    /// Reads the `[oslo_concurrency]` section of an oslo-style INI file such as `nova.conf`.
+    /// Other sections and unknown options are ignored, as oslo.config does.
+    pub fn from_ini_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let text = fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            line: 0,
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Self::parse(&text).map_err(|(line, reason)| Error::Config {
+            path: path.to_owned(),
+            line,
+            reason,
+        })
+    }
+
+    /// Like [`from_ini_file`](Self::from_ini_file), from text (errors name the file
+    /// `<string>`).
+    pub fn from_ini_str(text: &str) -> Result<Self, Error> {
+        Self::parse(text).map_err(|(line, reason)| Error::Config {
+            path: PathBuf::from("<string>"),
+            line,
+            reason,
+        })
+    }
+
+    fn parse(text: &str) -> Result<Self, (usize, String)> {
+        let mut conf = LockConfig::default();
+        let mut in_section = false;
+        for (index, raw) in text.lines().enumerate() {
+            let line_no = index + 1;
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if let Some(section) = line.strip_prefix('[') {
+                let section = section
+                    .strip_suffix(']')
+                    .ok_or_else(|| (line_no, format!("unclosed section header {line:?}")))?;
+                in_section = section.trim() == "oslo_concurrency";
+                continue;
+            }
+            if raw.starts_with([' ', '\t']) {
+                // A continuation of the previous value (oslo.config allows multi-line values);
+                // neither of our options takes one.
+                continue;
+            }
+            let (key, value) = line
+                .split_once(['=', ':'])
+                .ok_or_else(|| (line_no, format!("expected `key = value`, found {line:?}")))?;
+            if !in_section {
+                continue;
+            }
+            let value = value.trim();
+            match key.trim() {
+                "lock_path" => {
+                    conf.lock_path = (!value.is_empty()).then(|| PathBuf::from(value));
+                }
+                "disable_process_locking" => {
+                    conf.disable_process_locking = parse_bool(value).ok_or_else(|| {
+                        (
+                            line_no,
+                            format!("disable_process_locking: {value:?} is not a boolean"),
+                        )
+                    })?;
+                }
+                _ => {}
+            }
+        }
+        Ok(conf)
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn env_lock_path() -> Option<PathBuf> {
+    std::env::var_os(LOCK_PATH_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The lock directory of `conf`: oslo's `get_lock_path(conf)`.
+///
+/// Fails with [`Error::LockPathRequired`] when `conf` has none.
+pub fn get_lock_path(conf: &LockConfig) -> Result<PathBuf, Error> {
+    conf.lock_path.clone().ok_or(Error::LockPathRequired {
+        name: String::new(),
+    })
+}
+
+struct Global {
+    configured: LockConfig,
+    default_lock_path: Option<PathBuf>,
+}
+
+static GLOBAL: LazyLock<RwLock<Global>> = LazyLock::new(|| {
+    RwLock::new(Global {
+        configured: LockConfig::default(),
+        default_lock_path: None,
+    })
+});
+
+/// Sets the default lock directory: oslo's `set_defaults(lock_path)`.
+///
+/// A directory from [`configure`] or from a lock's own `.lock_path(..)` still wins.
+pub fn set_defaults(lock_path: impl Into<PathBuf>) {
+    let path = lock_path.into();
+    GLOBAL.write().default_lock_path = (!path.as_os_str().is_empty()).then_some(path);
+}
+
+/// Sets the process-wide `[oslo_concurrency]` options, as loading a config file does in oslo.
+pub fn configure(conf: LockConfig) {
+    GLOBAL.write().configured = conf;
+}
+
+/// The options in force: the configured ones, with `lock_path` falling back to
+/// [`set_defaults`] and then to `OSLO_LOCK_PATH`.
+pub fn current_config() -> LockConfig {
+    let global = GLOBAL.read();
+    LockConfig {
+        lock_path: global
+            .configured
+            .lock_path
+            .clone()
+            .or_else(|| global.default_lock_path.clone())
+            .or_else(env_lock_path),
+        disable_process_locking: global.configured.disable_process_locking,
+    }
+}
+
+/// Whether external locks are currently in-process only.
+pub(crate) fn process_locking_disabled() -> bool {
+    GLOBAL.read().configured.disable_process_locking
+}
+
+/// The lock file for `name`, exactly as oslo names it: `/` in the name becomes `_`; a prefix is
+/// joined with `-` unless it already ends in `-`; the file sits in `lock_path` (when given
+/// and non-empty) or in the configured directory.
+///
+/// Unlike oslo, names that could not be a file in that directory are refused with
+/// [`Error::InvalidName`]: empty, `.` or `..`, containing NUL, a prefix containing `/`, or
+/// longer than the file system allows.
+///
+/// ```
+/// use std::path::Path;
+///
+/// let path = lockutils::lock_file_path("x/y", Some("nova"), Some(Path::new("/locks")))?;
+/// assert_eq!(path, Path::new("/locks/nova-x_y"));
+/// # Ok::<(), lockutils::Error>(())
+/// ```
+pub fn lock_file_path(
+    name: &str,
+    prefix: Option<&str>,
+    lock_path: Option<&Path>,
+) -> Result<PathBuf, Error> {
+    let file = lock_file_name(name, prefix)?;
+    let dir = match lock_path.filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => dir.to_owned(),
+        None => current_config()
+            .lock_path
+            .ok_or_else(|| Error::LockPathRequired {
+                name: name.to_owned(),
+            })?,
+    };
+    Ok(dir.join(file))
+}
+
+fn lock_file_name(name: &str, prefix: Option<&str>) -> Result<String, Error> {
+    if name.is_empty() {
+        return Err(Error::invalid_name(
+            name,
+            "an external lock needs a non-empty name",
+        ));
+    }
+    if name.contains('\0') {
+        return Err(Error::invalid_name(name, "the name contains a NUL byte"));
+    }
+    let sanitized = name.replace(std::path::MAIN_SEPARATOR, "_");
+    let file = match prefix.filter(|p| !p.is_empty()) {
+        None => sanitized,
+        Some(prefix) => {
+            if prefix.contains(['/', '\0']) {
+                return Err(Error::invalid_name(
+                    name,
+                    format!("the prefix {prefix:?} contains '/' or a NUL byte"),
+                ));
+            }
+            let sep = if prefix.ends_with('-') { "" } else { "-" };
+            format!("{prefix}{sep}{sanitized}")
+        }
+    };
+    if file == "." || file == ".." {
+        return Err(Error::invalid_name(
+            name,
+            format!("{file:?} names a directory, not a lock file"),
+        ));
+    }
+    if file.len() > NAME_MAX {
+        return Err(name_too_long(name, &file));
+    }
+    Ok(file)
+}
+
+pub(crate) fn name_too_long(name: &str, file: &str) -> Error {
+    Error::invalid_name(
+        name,
+        format!(
+            "the lock file name is {} bytes long, more than the file system allows",
+            file.len()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, prefix: Option<&str>) -> Result<String, Error> {
+        lock_file_name(name, prefix)
+    }
+
+    #[test]
+    fn names_files_like_oslo() {
+        assert_eq!(file("x/y", Some("pre")).unwrap(), "pre-x_y");
+        assert_eq!(file("x/y", Some("pre-")).unwrap(), "pre-x_y");
+        assert_eq!(file("x", None).unwrap(), "x");
+        assert_eq!(file("x", Some("")).unwrap(), "x");
+        assert_eq!(file("a/b/c", Some("nova")).unwrap(), "nova-a_b_c");
+        assert_eq!(file("..x", None).unwrap(), "..x");
+        assert_eq!(file("/", None).unwrap(), "_");
+    }
+
+    #[test]
+    fn refuses_names_that_are_not_files() {
+        for (name, prefix) in [
+            ("", None),
+            (".", None),
+            ("..", None),
+            ("a\0b", None),
+            ("x", Some("../up")),
+            ("x", Some("a\0")),
+        ] {
+            let err = file(name, prefix).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidName { .. }),
+                "{name:?} {prefix:?}"
+            );
+        }
+        assert!(file(&"n".repeat(255), None).is_ok());
+        let err = file(&"n".repeat(252), Some("abc")).unwrap_err();
+        assert!(err.to_string().contains("256 bytes"), "{err}");
+    }
+
+    #[test]
+    fn explicit_path_wins_and_empty_falls_back() {
+        let p = lock_file_path("n", Some("p"), Some(Path::new("/a"))).unwrap();
+        assert_eq!(p, Path::new("/a/p-n"));
+        // An empty explicit lock_path falls back to the configuration (oslo does the same).
+        match lock_file_path("n", None, Some(Path::new(""))) {
+            Ok(p) => assert!(p.ends_with("n")),
+            Err(e) => assert!(matches!(e, Error::LockPathRequired { .. })),
+        }
+    }
+
+    #[test]
+    fn parses_oslo_ini() {
+        let conf = LockConfig::from_ini_str(
+            "# nova.conf\n[DEFAULT]\nlock_path = /wrong\n\n[oslo_concurrency]\n\
+             lock_path=/var/lock/nova\ndisable_process_locking = True\n  continued\n\
+             other: x\n[other]\nlock_path = /also/wrong\n",
+        )
+        .unwrap();
+        assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/var/lock/nova")));
+        assert!(conf.disable_process_locking);
+        assert_eq!(LockConfig::from_ini_str("").unwrap(), LockConfig::default());
+    }
+
+    #[test]
+    fn ini_errors_name_the_line() {
+        let err = LockConfig::from_ini_str("[oslo_concurrency]\ndisable_process_locking = maybe\n")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "<string>:2: disable_process_locking: \"maybe\" is not a boolean"
+        );
+        let err = LockConfig::from_ini_str("[oslo_concurrency\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("<string>:1: unclosed section"),
+            "{err}"
+        );
+        let err = LockConfig::from_ini_file("/nonexistent/nova.conf").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/nova.conf: cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn get_lock_path_requires_one() {
+        let err = get_lock_path(&LockConfig::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("value required for option lock_path in group [oslo_concurrency]")
+        );
+    }
+}

@@ -1,0 +1,564 @@
+//! External (inter-process) locks: lock files in a lock directory, compatible with oslo's.
+//!
+//! `lock(name).external(true)` takes the in-process lock of `name` first, then the external
+//! lock through an [`ExternalBackend`]; the guard releases them in reverse order. The file
+//! backend ([`FileBackend`]) is the one used today; a distributed backend plugs in through
+//! the same trait.
+
+use std::any::Any;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::config::lock_file_path;
+use crate::error::Error;
+use crate::file::{LockFile, Mode};
+use crate::lock::{LOG_TARGET, LockBuilder, lock};
+use crate::queue::{MAX_PERMITS, RawSemaphore, Wait};
+
+/// oslo's default `delay`: the longest pause between two tries of a timed external wait.
+pub const DEFAULT_DELAY: Duration = Duration::from_millis(10);
+
+/// Which external lock to take: what a backend needs to find it.
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalTarget<'a> {
+    /// The lock's name, as given to [`lock`](crate::lock()).
+    pub name: &'a str,
+    /// The lock file prefix, if any.
+    pub prefix: Option<&'a str>,
+    /// The lock directory given with the lock, if any.
+    pub lock_path: Option<&'a Path>,
+    /// For polling backends, the longest pause between two tries of a timed wait.
+    pub delay: Duration,
+}
+
+/// State a backend keeps for one lock name while the name's in-process lock exists (an
+/// open file, a connection...). Only touched while the in-process lock is held.
+#[derive(Default)]
+pub struct ExternalCache {
+    state: Option<Box<dyn Any + Send + Sync>>,
+    /// How many guards of this name's (reentrant) in-process lock hold the external lock.
+    /// Only the first takes it from the backend and only the last releases it: a nested
+    /// `lock(n).fair(true).external(true)` does not drop the outer one's file lock (oslo does).
+    pub(crate) depth: usize,
+}
+
+impl ExternalCache {
+    /// The backend's state of type `T`, created with `init` if missing or of another type.
+    pub fn get_or_insert_with<T: Any + Send + Sync>(&mut self, init: impl FnOnce() -> T) -> &mut T {
+        if !self.state.as_ref().is_some_and(|s| s.is::<T>()) {
+            self.state = Some(Box::new(init()));
+        }
+        self.state
+            .as_mut()
+            .and_then(|s| s.downcast_mut::<T>())
+            .expect("state of type T was just ensured")
+    }
+
+    /// Drops whatever state is kept.
+    pub fn clear(&mut self) {
+        self.state = None;
+    }
+}
+
+impl fmt::Debug for ExternalCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalCache")
+            .field("filled", &self.state.is_some())
+            .finish()
+    }
+}
+
+/// How lockutils holds a lock outside the process. [`lock`](crate::lock()) calls it with the
+/// in-process lock of the name held, so a backend never sees two concurrent calls for one
+/// name from one process (fair and non-fair locks of a name are distinct, as in oslo).
+pub trait ExternalBackend: Send + Sync {
+    /// Takes the external lock of `target` as `wait` allows. Busy and not allowed to wait
+    /// (long enough) is [`Error::AcquireLockFailed`].
+    fn acquire(
+        &self,
+        target: &ExternalTarget<'_>,
+        cache: &mut ExternalCache,
+        wait: Wait,
+    ) -> Result<(), Error>;
+
+    /// Releases what [`acquire`](Self::acquire) took for the lock `name`; on an error the
+    /// lock must be released all the same (by closing what holds it).
+    fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error>;
+}
+
+/// External locks as lock files (see the `file` module docs for the primitive): the backend
+/// of `lock(name).external(true)`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FileBackend;
+
+impl ExternalBackend for FileBackend {
+    fn acquire(
+        &self,
+        target: &ExternalTarget<'_>,
+        cache: &mut ExternalCache,
+        wait: Wait,
+    ) -> Result<(), Error> {
+        let path = lock_file_path(target.name, target.prefix, target.lock_path)?;
+        let slot = cache.get_or_insert_with::<Option<LockFile>>(|| None);
+        LockFile::acquire(
+            slot,
+            target.name,
+            &path,
+            Mode::Exclusive,
+            wait,
+            target.delay,
+        )
+    }
+
+    fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error> {
+        let slot = cache.get_or_insert_with::<Option<LockFile>>(|| None);
+        unlock_slot(slot, name)
+    }
+}
+
+fn unlock_slot(slot: &mut Option<LockFile>, name: &str) -> Result<(), Error> {
+    let Some(file) = slot else { return Ok(()) };
+    match file.unlock() {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let path = file.path().to_owned();
+            // If unlocking failed, closing the descriptor releases the lock for sure.
+            *slot = None;
+            Err(Error::io(name, path, "unlock", e))
+        }
+    }
+}
+
+/// The time left until `deadline` as a wait policy (`Wait::Never` once it has passed).
+pub(crate) fn remaining(wait: Wait, deadline: Option<Instant>) -> Wait {
+    match (wait, deadline) {
+        (Wait::For(_), Some(deadline)) => {
+            Wait::For(deadline.saturating_duration_since(Instant::now()))
+        }
+        _ => wait,
+    }
+}
+
+/// The deadline of a wait that starts now.
+pub(crate) fn deadline(wait: Wait) -> Option<Instant> {
+    match wait {
+        Wait::For(timeout) => Instant::now().checked_add(timeout),
+        Wait::Never | Wait::Forever => None,
+    }
+}
+
+/// A lock file of its own: oslo's `external_lock(...)`, fasteners' `InterProcessLock`.
+///
+/// It excludes other processes through the file, and other threads through an in-process
+/// lock of its own (so one `InterProcessLock` can be shared by threads). It does not take
+/// the named in-process lock that [`lock`](crate::lock())`.external(true)` takes.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let lock = lockutils::external_lock("job", Some("nova"), Some(dir.path()))?;
+/// assert_eq!(lock.path(), dir.path().join("nova-job"));
+/// let guard = lock.acquire()?;
+/// assert!(lock.try_acquire().is_err()); // held
+/// guard.release()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct InterProcessLock {
+    name: String,
+    path: PathBuf,
+    gate: RawSemaphore,
+    file: Mutex<Option<LockFile>>,
+}
+
+impl InterProcessLock {
+    /// A lock on the file at `path` (created on first acquire). `path` is used as given.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        Self {
+            name: path.display().to_string(),
+            path,
+            gate: RawSemaphore::new(1),
+            file: Mutex::new(None),
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits as long as it takes: the kernel wakes the waiter when the holder releases.
+    pub fn acquire(&self) -> Result<InterProcessGuard<'_>, Error> {
+        self.acquire_with(Wait::Forever)
+    }
+
+    /// One try; [`Error::AcquireLockFailed`] if another thread or process holds it.
+    pub fn try_acquire(&self) -> Result<InterProcessGuard<'_>, Error> {
+        self.acquire_with(Wait::Never)
+    }
+
+    /// Waits at most `timeout` (trying with growing pauses of up to [`DEFAULT_DELAY`]).
+    pub fn try_acquire_for(&self, timeout: Duration) -> Result<InterProcessGuard<'_>, Error> {
+        self.acquire_with(Wait::For(timeout))
+    }
+
+    fn acquire_with(&self, wait: Wait) -> Result<InterProcessGuard<'_>, Error> {
+        let deadline = deadline(wait);
+        if !self.gate.acquire_with(1, wait) {
+            return Err(Error::acquire_failed(&self.name, wait.waited()));
+        }
+        let result = LockFile::acquire(
+            &mut self.file.lock(),
+            &self.name,
+            &self.path,
+            Mode::Exclusive,
+            remaining(wait, deadline),
+            DEFAULT_DELAY,
+        );
+        match result {
+            Ok(()) => Ok(InterProcessGuard {
+                lock: self,
+                released: false,
+            }),
+            Err(e) => {
+                self.gate.release(1);
+                Err(e.with_waited(wait))
+            }
+        }
+    }
+
+    fn release_inner(&self) -> Result<(), Error> {
+        let result = unlock_slot(&mut self.file.lock(), &self.name);
+        self.gate.release(1);
+        result
+    }
+}
+
+impl fmt::Debug for InterProcessLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InterProcessLock")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A held [`InterProcessLock`]; released when dropped, or explicitly with
+/// [`release`](Self::release) to see errors.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct InterProcessGuard<'a> {
+    lock: &'a InterProcessLock,
+    released: bool,
+}
+
+impl InterProcessGuard<'_> {
+    /// Releases the lock, reporting an error the operating system gave (the lock is released
+    /// either way).
+    pub fn release(mut self) -> Result<(), Error> {
+        self.released = true;
+        self.lock.release_inner()
+    }
+}
+
+impl Drop for InterProcessGuard<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.lock.release_inner();
+        }
+    }
+}
+
+impl fmt::Debug for InterProcessGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InterProcessGuard")
+            .field("path", &self.lock.path)
+            .finish()
+    }
+}
+
+/// A reader/writer lock across processes: shared (read) and exclusive (write) locks on one
+/// lock file, compatible with fasteners' `InterProcessReaderWriterLock`.
+///
+/// Within the process, readers share and a writer excludes everyone, with the same FIFO
+/// queue and writer preference as [`ReaderWriterLock`](crate::ReaderWriterLock) (but not
+/// reentrant); across processes, the file's read and write locks do the same.
+pub struct InterProcessReaderWriterLock {
+    name: String,
+    path: PathBuf,
+    gate: RawSemaphore,
+    /// In-process readers holding the file's read lock.
+    readers: Mutex<usize>,
+    file: Mutex<Option<LockFile>>,
+}
+
+impl InterProcessReaderWriterLock {
+    /// A reader/writer lock on the file at `path` (created on first acquire).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        Self {
+            name: path.display().to_string(),
+            path,
+            gate: RawSemaphore::new(MAX_PERMITS),
+            readers: Mutex::new(0),
+            file: Mutex::new(None),
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the shared side, waiting as long as it takes.
+    pub fn read(&self) -> Result<InterProcessReadGuard<'_>, Error> {
+        self.read_with(Wait::Forever)
+    }
+
+    /// Takes the shared side if that needs no waiting.
+    pub fn try_read(&self) -> Result<InterProcessReadGuard<'_>, Error> {
+        self.read_with(Wait::Never)
+    }
+
+    /// Takes the shared side, waiting at most `timeout`.
+    pub fn try_read_for(&self, timeout: Duration) -> Result<InterProcessReadGuard<'_>, Error> {
+        self.read_with(Wait::For(timeout))
+    }
+
+    /// Takes the exclusive side, waiting as long as it takes.
+    pub fn write(&self) -> Result<InterProcessWriteGuard<'_>, Error> {
+        self.write_with(Wait::Forever)
+    }
+
+    /// Takes the exclusive side if that needs no waiting.
+    pub fn try_write(&self) -> Result<InterProcessWriteGuard<'_>, Error> {
+        self.write_with(Wait::Never)
+    }
+
+    /// Takes the exclusive side, waiting at most `timeout`.
+    pub fn try_write_for(&self, timeout: Duration) -> Result<InterProcessWriteGuard<'_>, Error> {
+        self.write_with(Wait::For(timeout))
+    }
+
+    fn read_with(&self, wait: Wait) -> Result<InterProcessReadGuard<'_>, Error> {
+        let deadline = deadline(wait);
+        if !self.gate.acquire_with(1, wait) {
+            return Err(Error::acquire_failed(&self.name, wait.waited()));
+        }
+        let mut readers = self.readers.lock();
+        if *readers == 0 {
+            // The first reader in this process takes the file's read lock for all of them.
+            let result = LockFile::acquire(
+                &mut self.file.lock(),
+                &self.name,
+                &self.path,
+                Mode::Shared,
+                remaining(wait, deadline),
+                DEFAULT_DELAY,
+            );
+            if let Err(e) = result {
+                drop(readers);
+                self.gate.release(1);
+                return Err(e.with_waited(wait));
+            }
+        }
+        *readers += 1;
+        Ok(InterProcessReadGuard { lock: self })
+    }
+
+    fn write_with(&self, wait: Wait) -> Result<InterProcessWriteGuard<'_>, Error> {
+        let deadline = deadline(wait);
+        if !self.gate.acquire_with(MAX_PERMITS, wait) {
+            return Err(Error::acquire_failed(&self.name, wait.waited()));
+        }
+        let result = LockFile::acquire(
+            &mut self.file.lock(),
+            &self.name,
+            &self.path,
+            Mode::Exclusive,
+            remaining(wait, deadline),
+            DEFAULT_DELAY,
+        );
+        match result {
+            Ok(()) => Ok(InterProcessWriteGuard { lock: self }),
+            Err(e) => {
+                self.gate.release(MAX_PERMITS);
+                Err(e.with_waited(wait))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for InterProcessReaderWriterLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InterProcessReaderWriterLock")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shared side of an [`InterProcessReaderWriterLock`], released when dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct InterProcessReadGuard<'a> {
+    lock: &'a InterProcessReaderWriterLock,
+}
+
+impl Drop for InterProcessReadGuard<'_> {
+    fn drop(&mut self) {
+        let mut readers = self.lock.readers.lock();
+        *readers -= 1;
+        if *readers == 0 {
+            let _ = unlock_slot(&mut self.lock.file.lock(), &self.lock.name);
+        }
+        drop(readers);
+        self.lock.gate.release(1);
+    }
+}
+
+impl fmt::Debug for InterProcessReadGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InterProcessReadGuard")
+            .field("path", &self.lock.path)
+            .finish()
+    }
+}
+
+/// The exclusive side of an [`InterProcessReaderWriterLock`], released when dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct InterProcessWriteGuard<'a> {
+    lock: &'a InterProcessReaderWriterLock,
+}
+
+impl Drop for InterProcessWriteGuard<'_> {
+    fn drop(&mut self) {
+        let _ = unlock_slot(&mut self.lock.file.lock(), &self.lock.name);
+        self.lock.gate.release(MAX_PERMITS);
+    }
+}
+
+impl fmt::Debug for InterProcessWriteGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InterProcessWriteGuard")
+            .field("path", &self.lock.path)
+            .finish()
+    }
+}
+
+/// oslo's `external_lock(name, lock_file_prefix, lock_path)`: the [`InterProcessLock`] on the
+/// lock file of `name` (see [`lock_file_path`](crate::lock_file_path) for the file's name).
+pub fn external_lock(
+    name: &str,
+    prefix: Option<&str>,
+    lock_path: Option<&Path>,
+) -> Result<InterProcessLock, Error> {
+    let mut lock = InterProcessLock::new(lock_file_path(name, prefix, lock_path)?);
+    lock.name = name.to_owned();
+    Ok(lock)
+}
+
+/// Removes the lock file of `name`, safely: oslo's `remove_external_lock_file`.
+///
+/// Takes the lock (in-process, then the file), unlinks the file while holding it, then
+/// releases. A process that was waiting on the old file notices, when it gets it, that the
+/// path no longer names it, and moves to the new file: two holders never coexist (oslo
+/// deletes without the file lock, which lets them). A missing file is fine. Any other failure
+/// is returned, and logged as oslo's WARNING `Failed to remove file PATH`.
+pub fn remove_external_lock_file(
+    name: &str,
+    prefix: Option<&str>,
+    lock_path: Option<&Path>,
+) -> Result<(), Error> {
+    let path = lock_file_path(name, prefix, lock_path)?;
+    if std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        return Ok(());
+    }
+    let result = with_prefix(lock(name), prefix, lock_path)
+        .external(true)
+        .do_log(false)
+        .acquire()
+        .and_then(|guard| {
+            let removed = match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io(name, path.clone(), "remove lock file", e))
+                }
+                _ => Ok(()),
+            };
+            drop(guard);
+            removed
+        });
+    if result.is_err() {
+        tracing::warn!(target: LOG_TARGET, lock = name, "Failed to remove file {}", path.display());
+    }
+    result
+}
+
+fn with_prefix<'a>(
+    builder: LockBuilder<'a>,
+    prefix: Option<&'a str>,
+    lock_path: Option<&'a Path>,
+) -> LockBuilder<'a> {
+    let builder = match prefix {
+        Some(prefix) => builder.prefix(prefix),
+        None => builder,
+    };
+    match lock_path {
+        Some(path) => builder.lock_path(path),
+        None => builder,
+    }
+}
+
+/// Locks and lock-file removal bound to one lock file prefix: what oslo projects make with
+/// `lock_with_prefix('nova')` and `remove_external_lock_file_with_prefix('nova')`.
+///
+/// ```
+/// // once, in the project:
+/// static NOVA: std::sync::LazyLock<lockutils::Prefix> =
+///     std::sync::LazyLock::new(|| lockutils::lock_with_prefix("nova"));
+///
+/// // anywhere:
+/// let dir = tempfile::tempdir()?;
+/// let guard = NOVA.lock("instance-1").external(true).lock_path(dir.path()).acquire()?;
+/// assert!(dir.path().join("nova-instance-1").exists());
+/// drop(guard);
+/// NOVA.remove_external_lock_file("instance-1", Some(dir.path()))?;
+/// assert!(!dir.path().join("nova-instance-1").exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix {
+    prefix: String,
+}
+
+impl Prefix {
+    /// The prefix.
+    pub fn as_str(&self) -> &str {
+        &self.prefix
+    }
+
+    /// [`lock`](crate::lock())`(name)` with this prefix.
+    pub fn lock<'a>(&'a self, name: &'a str) -> LockBuilder<'a> {
+        lock(name).prefix(&self.prefix)
+    }
+
+    /// [`remove_external_lock_file`] with this prefix.
+    pub fn remove_external_lock_file(
+        &self,
+        name: &str,
+        lock_path: Option<&Path>,
+    ) -> Result<(), Error> {
+        remove_external_lock_file(name, Some(&self.prefix), lock_path)
+    }
+}
+
+/// oslo's `lock_with_prefix(prefix)`: locks bound to a lock file prefix.
+pub fn lock_with_prefix(prefix: impl Into<String>) -> Prefix {
+    Prefix {
+        prefix: prefix.into(),
+    }
+}
+
+/// oslo's `remove_external_lock_file_with_prefix(prefix)`: lock file removal bound to a
+/// prefix. The same value as [`lock_with_prefix`] gives.
+pub fn remove_external_lock_file_with_prefix(prefix: impl Into<String>) -> Prefix {
+    lock_with_prefix(prefix)
+}
