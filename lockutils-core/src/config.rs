@@ -13,6 +13,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
@@ -163,17 +164,32 @@ static GLOBAL: LazyLock<RwLock<Global>> = LazyLock::new(|| {
     })
 });
 
+/// Bumped on every change of the process-wide options, so that lock files whose path was
+/// worked out from them are worked out again.
+static VERSION: AtomicU64 = AtomicU64::new(0);
+static PROCESS_LOCKING_DISABLED: AtomicBool = AtomicBool::new(false);
+
 /// Sets the default lock directory: oslo's `set_defaults(lock_path)`.
 ///
 /// A directory from [`configure`] or from a lock's own `.lock_path(..)` still wins.
 pub fn set_defaults(lock_path: impl Into<PathBuf>) {
     let path = lock_path.into();
-    GLOBAL.write().default_lock_path = (!path.as_os_str().is_empty()).then_some(path);
+    let mut global = GLOBAL.write();
+    global.default_lock_path = (!path.as_os_str().is_empty()).then_some(path);
+    VERSION.fetch_add(1, Ordering::Release);
 }
 
 /// Sets the process-wide `[oslo_concurrency]` options, as loading a config file does in oslo.
 pub fn configure(conf: LockConfig) {
-    GLOBAL.write().configured = conf;
+    let mut global = GLOBAL.write();
+    PROCESS_LOCKING_DISABLED.store(conf.disable_process_locking, Ordering::Release);
+    global.configured = conf;
+    VERSION.fetch_add(1, Ordering::Release);
+}
+
+/// Changes with every [`set_defaults`] and [`configure`].
+pub(crate) fn version() -> u64 {
+    VERSION.load(Ordering::Acquire)
 }
 
 /// The options in force: the configured ones, with `lock_path` falling back to
@@ -193,7 +209,7 @@ pub fn current_config() -> LockConfig {
 
 /// Whether external locks are currently in-process only.
 pub(crate) fn process_locking_disabled() -> bool {
-    GLOBAL.read().configured.disable_process_locking
+    PROCESS_LOCKING_DISABLED.load(Ordering::Acquire)
 }
 
 /// The lock file for `name`, exactly as oslo names it: `/` in the name becomes `_`; a prefix is

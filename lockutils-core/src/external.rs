@@ -101,12 +101,12 @@ impl ExternalBackend for FileBackend {
         cache: &mut ExternalCache,
         wait: Wait,
     ) -> Result<(), Error> {
-        let path = lock_file_path(target.name, target.prefix, target.lock_path)?;
-        let slot = cache.get_or_insert_with::<Option<LockFile>>(|| None);
+        let state = cache.get_or_insert_with(FileState::default);
+        state.update(target)?;
         LockFile::acquire(
-            slot,
+            &mut state.file,
             target.name,
-            &path,
+            &state.path,
             Mode::Exclusive,
             wait,
             target.delay,
@@ -114,8 +114,40 @@ impl ExternalBackend for FileBackend {
     }
 
     fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error> {
-        let slot = cache.get_or_insert_with::<Option<LockFile>>(|| None);
-        unlock_slot(slot, name)
+        let state = cache.get_or_insert_with(FileState::default);
+        unlock_slot(&mut state.file, name)
+    }
+}
+
+/// What [`FileBackend`] keeps per name: the lock file's path, what it was worked out from, and
+/// the open file.
+#[derive(Default)]
+struct FileState {
+    prefix: Option<Box<str>>,
+    lock_path: Option<PathBuf>,
+    config_version: u64,
+    path: PathBuf,
+    file: Option<LockFile>,
+}
+
+impl FileState {
+    /// Works the path out again unless it was worked out from the same inputs: comparing
+    /// them is cheaper than building a path, and happens inside the contended section.
+    fn update(&mut self, target: &ExternalTarget<'_>) -> Result<(), Error> {
+        let prefix = target.prefix.filter(|p| !p.is_empty());
+        let lock_path = target.lock_path.filter(|p| !p.as_os_str().is_empty());
+        let version = crate::config::version();
+        let same = !self.path.as_os_str().is_empty()
+            && self.prefix.as_deref() == prefix
+            && self.lock_path.as_deref().map(Path::as_os_str) == lock_path.map(Path::as_os_str)
+            && (lock_path.is_some() || self.config_version == version);
+        if !same {
+            self.path = lock_file_path(target.name, prefix, lock_path)?;
+            self.prefix = prefix.map(Box::from);
+            self.lock_path = lock_path.map(Path::to_owned);
+            self.config_version = version;
+        }
+        Ok(())
     }
 }
 

@@ -21,10 +21,20 @@
 //! are created (mode `0777 & ~umask`).
 //!
 //! # Identity
-//! After the lock is taken, the path must still name the file that was locked (same device
-//! and inode). If the file was deleted or replaced meanwhile, the lock is worthless: it is
-//! dropped, the path reopened, and the lock taken again. That is what makes deleting lock
-//! files safe (see `remove_external_lock_file`).
+//! After the lock is taken, the path must still name the file that was locked. If the file
+//! was deleted or replaced meanwhile, the lock is worthless: it is dropped, the path
+//! reopened, and the lock taken again. That is what makes deleting lock files safe (see
+//! `remove_external_lock_file`). Two checks, by cost:
+//! - After opening the file, the path is looked up again and must name the same device and
+//!   inode.
+//! - When a kept descriptor is locked (at once or after waiting), the file must still have a
+//!   name: `fstat` link count above zero. Deleting it, or replacing it by a rename over it or
+//!   by delete-and-create, leaves the old file without a name, so this catches what deleters
+//!   do, including a deletion while this process waited on the file, for the price of one
+//!   `fstat` instead of a path walk (which costs as much as locking and unlocking together,
+//!   and would cut contended throughput by a third). What it cannot see is a lock file
+//!   renamed *away* (or given a second hard link, then unlinked) while its descriptor was
+//!   kept here; nothing in lockutils or oslo does that.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -118,9 +128,9 @@ impl LockFile {
             *slot = None;
         }
         loop {
-            let file = match slot {
-                Some(file) => file,
-                None => slot.insert(LockFile::open(name, path)?),
+            let (file, fresh) = match slot {
+                Some(file) => (file, false),
+                None => (slot.insert(LockFile::open(name, path)?), true),
             };
             let locked = match (wait, deadline) {
                 (Wait::Never, _) => file.try_lock(mode),
@@ -131,7 +141,12 @@ impl LockFile {
             if !locked {
                 return Err(Error::acquire_failed(name, wait.waited()));
             }
-            match file.is_still_at_path() {
+            let valid = if fresh {
+                file.is_still_at_path()
+            } else {
+                file.is_linked()
+            };
+            match valid {
                 Ok(true) => return Ok(()),
                 // Deleted or replaced while we waited (or while the descriptor sat cached):
                 // this lock guards nothing. Let it go and lock what the path names now.
@@ -142,6 +157,24 @@ impl LockFile {
                 }
             }
         }
+    }
+
+    /// Whether this file still has a name (see the module docs for when that suffices).
+    fn is_linked(&self) -> io::Result<bool> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // Plain fstat: std's `File::metadata` asks statx for more than a link count.
+            // SAFETY: zeroed `stat` is valid plain data; the descriptor is open.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; `st` is exclusively borrowed.
+            if unsafe { libc::fstat(self.file.as_raw_fd(), &mut st) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(st.st_nlink > 0)
+        }
+        #[cfg(not(unix))]
+        self.is_still_at_path()
     }
 
     /// Whether the path still names this file.
