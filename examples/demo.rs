@@ -1,15 +1,27 @@
-//! A tour of lockutils: workers contending on named locks, a fair lock's queue order, and
-//! what a caller that does not want to wait sees.
+//! A tour of lockutils: workers contending on named locks, a fair lock's queue order, what a
+//! caller that does not want to wait sees, and processes sharing an external lock.
 //!
 //! `cargo run --example demo`
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use lockutils::{FairLocks, lock};
 
-fn main() -> Result<(), lockutils::Error> {
+/// Each worker process adds this many to the shared counter file.
+const INCREMENTS: u64 = 200;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, dir] = args.as_slice()
+        && flag == "--counter-worker"
+    {
+        return counter_worker(Path::new(dir));
+    }
+
     println!("== Named locks: 6 workers, 2 instances, each holds its instance for 20 ms ==");
     let started = Instant::now();
     thread::scope(|s| {
@@ -58,7 +70,7 @@ fn main() -> Result<(), lockutils::Error> {
     println!("served in order: {:?}\n", order.into_inner().unwrap());
 
     println!("== Not waiting: blocking(false) and timeout() ==");
-    let _held = lock("instance-0").acquire()?;
+    let busy = lock("instance-0").acquire()?;
     thread::scope(|s| {
         s.spawn(|| {
             match lock("instance-0").blocking(false).acquire() {
@@ -74,5 +86,48 @@ fn main() -> Result<(), lockutils::Error> {
             }
         });
     });
+    drop(busy);
+
+    println!("\n== Across processes: 3 processes add {INCREMENTS} each to one counter file ==");
+    let dir = std::env::temp_dir().join(format!("lockutils-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(std::env::current_exe()?)
+                .arg("--counter-worker")
+                .arg(&dir)
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    for mut worker in workers {
+        worker.wait()?;
+    }
+    let total = std::fs::read_to_string(dir.join("counter"))?;
+    println!(
+        "counter = {total} (expected {}) in {:.0} ms; lock file {} (the name oslo gives it)",
+        3 * INCREMENTS,
+        started.elapsed().as_secs_f64() * 1e3,
+        dir.join("demo-counter").display()
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// One worker process: read-modify-write of a counter file under an external lock.
+fn counter_worker(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let counter = dir.join("counter");
+    for _ in 0..INCREMENTS {
+        let _g = lock("counter")
+            .prefix("demo")
+            .external(true)
+            .lock_path(dir)
+            .acquire()?;
+        let value: u64 = std::fs::read_to_string(&counter)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        std::fs::write(&counter, (value + 1).to_string())?;
+    }
     Ok(())
 }

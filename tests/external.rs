@@ -710,3 +710,38 @@ fn inter_process_reader_writer_lock_across_threads_and_processes() {
     assert_eq!(writer.code(), 0);
     drop(rw.try_write().expect("free"));
 }
+
+// oslo: test_interthread_nonblocking_external_lock
+#[test]
+fn nonblocking_external_lock_between_threads() {
+    let d = dir();
+    let calls = Mutex::new(Vec::new());
+    let (held_tx, held_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (a, b) = (Semaphores::new(), Semaphores::new());
+    thread::scope(|s| {
+        let (calls_ref, d_ref, a_ref) = (&calls, &d, &a);
+        s.spawn(move || {
+            let build = lock("nbx")
+                .semaphores(a_ref)
+                .external(true)
+                .lock_path(d_ref.path());
+            let _g = build.blocking(false).acquire().unwrap();
+            calls_ref.lock().unwrap().push("other");
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            calls_ref.lock().unwrap().push("other");
+        });
+        held_rx.recv().unwrap();
+        let main = lock("nbx")
+            .semaphores(&b)
+            .external(true)
+            .lock_path(d.path());
+        match main.blocking(false).acquire() {
+            Ok(_) => calls.lock().unwrap().push("main"),
+            Err(e) => assert!(e.is_acquire_failed(), "{e}"),
+        }
+        go_tx.send(()).unwrap();
+    });
+    assert_eq!(*calls.lock().unwrap(), ["other", "other"]);
+}

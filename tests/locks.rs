@@ -457,3 +457,72 @@ fn exclusion_holds_while_the_registries_sweep_concurrently() {
         200_000
     );
 }
+
+#[test]
+fn releasing_a_fair_level_by_hand_cannot_free_a_held_lock() {
+    // A guard's level released by hand, then a sweep: the guard still keeps its entry, and
+    // dropping it later must not touch another holder's lock.
+    let stale = lock("by-hand").fair(true).acquire().unwrap();
+    internal_fair_lock("by-hand").release_write().unwrap();
+    FairLocks::global().len(); // sweeps whatever is idle
+    let (held_tx, held_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        s.spawn(move || {
+            let _g2 = lock("by-hand").fair(true).acquire().unwrap();
+            held_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+        });
+        held_rx.recv().unwrap();
+        drop(stale); // its level is gone: nothing to release, and nothing else released
+        thread::scope(|s2| {
+            s2.spawn(|| {
+                let busy = lock("by-hand").fair(true).blocking(false).acquire();
+                assert!(
+                    busy.unwrap_err().is_acquire_failed(),
+                    "a stale guard freed g2's lock"
+                );
+            });
+        });
+        done_tx.send(()).unwrap();
+    });
+}
+
+#[test]
+fn timed_out_waiters_and_sweeps_race_pinned_releases() {
+    // A holder's release may have to hand over through the queue while a timed-out waiter
+    // leaves and the registry sweeps. The entry must outlive that release.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let counter = RacyCounter::default();
+    thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Semaphores::global().len();
+            }
+        });
+        let workers: Vec<_> = (0..3)
+            .map(|t| {
+                let counter = &counter;
+                s.spawn(move || {
+                    let mut got = 0;
+                    for i in 0..20_000u32 {
+                        let builder = lock("pinned-race");
+                        let builder = if (i + t) % 3 == 0 {
+                            builder.timeout(Duration::from_micros(u64::from(i % 50)))
+                        } else {
+                            builder
+                        };
+                        if let Ok(_g) = builder.acquire() {
+                            counter.increment();
+                            got += 1;
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        let total: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(counter.get(), total);
+    });
+}

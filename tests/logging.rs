@@ -137,3 +137,43 @@ fn do_log_false_and_internal_lock_are_silent() {
     });
     assert_eq!(lines, []);
 }
+
+#[test]
+fn external_locks_log_the_external_semaphore_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = captured(|| {
+        let _g = lockutils::lock("ext-log")
+            .external(true)
+            .lock_path(dir.path())
+            .acquire()
+            .unwrap();
+    });
+    assert_eq!(
+        messages(&lines),
+        [
+            r#"Acquiring lock "ext-log""#,
+            r#"Acquired lock "ext-log""#,
+            r#"Acquired external semaphore "ext-log""#,
+            r#"Releasing lock "ext-log""#,
+        ]
+    );
+}
+
+#[test]
+fn a_failed_removal_logs_oslos_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rm-dir");
+    std::fs::create_dir(&path).unwrap();
+    let lines = captured(|| {
+        assert!(lockutils::remove_external_lock_file("rm-dir", None, Some(dir.path())).is_err());
+    });
+    let warning = lines
+        .iter()
+        .find(|l| l.level == Level::WARN)
+        .expect("a warning");
+    assert_eq!(
+        warning.message,
+        format!("Failed to remove file {}", path.display())
+    );
+    assert_eq!(warning.lock.as_deref(), Some("rm-dir"));
+}

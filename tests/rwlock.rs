@@ -255,8 +255,10 @@ fn a_writer_that_stops_writing_first_stays_a_reader() {
     thread::scope(|s| {
         s.spawn(|| {
             assert!(rw.try_write().is_err(), "a reader still holds it");
-            let _r = rw.try_read().expect("readers share");
+            drop(rw.try_read().expect("readers share"));
         });
+    });
+    thread::scope(|s| {
         s.spawn(|| {
             let _w = rw.write().unwrap();
         });

@@ -61,10 +61,6 @@ impl FairLocks {
         self.registry.len()
     }
 
-    pub(crate) fn registry(&self) -> &Registry<ReaderWriterLock> {
-        &self.registry
-    }
-
     /// Whether no name is in use.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -13,7 +13,6 @@ use crate::external::{
 use crate::fair::{FairLock, FairLocks};
 use crate::queue::Wait;
 use crate::registry::Taken;
-use crate::rwlock::ReaderWriterLock;
 use crate::semaphore::{Semaphore, Semaphores};
 
 /// The `tracing` target of every log line lockutils writes.
@@ -189,7 +188,7 @@ impl<'a> LockBuilder<'a> {
             }
             Held::Fair(take_fair(name, self.fair_locks, wait)?)
         } else {
-            Held::Semaphore(take_semaphore(name, self.semaphores, wait)?)
+            Held::Semaphore(Some(take_semaphore(name, self.semaphores, wait)?))
         };
         if self.do_log {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
@@ -277,45 +276,27 @@ fn take_semaphore(
     }
 }
 
-/// Takes the write side of the fair lock for `name`, like [`take_semaphore`].
+/// Takes the write side of the fair lock for `name`. Never pinned: a level of the write
+/// side can be released by hand (`release_write`), so holding it does not prove that this
+/// guard's level keeps the entry.
 #[inline]
-fn take_fair(
-    name: &str,
-    container: Option<&FairLocks>,
-    wait: Wait,
-) -> Result<Taken<ReaderWriterLock>, Error> {
-    let lock = match container {
-        Some(container) => container.get(name),
-        None => {
-            let mut first_try = Ok(());
-            match FairLocks::global().registry().take(name, |lock| {
-                first_try = lock.write_with(Wait::Never);
-                first_try.is_ok()
-            }) {
-                pinned @ Taken::Pinned(_) => return Ok(pinned),
-                Taken::Handle(lock) => match first_try {
-                    // Busy: wait below if allowed. Anything else (an upgrade) is final.
-                    Err(e) if e.is_acquire_failed() && wait != Wait::Never => lock,
-                    Err(e) => return Err(e),
-                    Ok(()) => return Ok(Taken::Handle(lock)),
-                },
-            }
-        }
-    };
+fn take_fair(name: &str, container: Option<&FairLocks>, wait: Wait) -> Result<FairLock, Error> {
+    let lock = container.unwrap_or(FairLocks::global()).get(name);
     lock.write_with(wait)?;
-    Ok(Taken::Handle(lock))
+    Ok(lock)
 }
 
 /// What a [`LockGuard`] holds.
 enum Held {
-    Semaphore(Taken<Semaphore>),
-    Fair(Taken<ReaderWriterLock>),
+    /// `Option` only so that `drop` can move a pinned entry out to release it.
+    Semaphore(Option<Taken<Semaphore>>),
+    Fair(FairLock),
 }
 
 impl Held {
     fn external(&self) -> &parking_lot::Mutex<crate::external::ExternalCache> {
         match self {
-            Held::Semaphore(sem) => sem.external(),
+            Held::Semaphore(sem) => sem.as_ref().expect("held until drop").external(),
             Held::Fair(lock) => lock.external(),
         }
     }
@@ -338,7 +319,7 @@ impl LockGuard {
     /// The name of the held lock.
     pub fn name(&self) -> &str {
         match &self.held {
-            Held::Semaphore(sem) => sem.name(),
+            Held::Semaphore(sem) => sem.as_ref().expect("held until drop").name(),
             Held::Fair(lock) => lock.name(),
         }
     }
@@ -371,9 +352,14 @@ impl Drop for LockGuard {
                 tracing::warn!(target: LOG_TARGET, lock = name, "{e}");
             }
         }
-        // Releasing is the last use of a pinned entry (see `Registry::take`).
-        match &self.held {
-            Held::Semaphore(sem) => sem.release(),
+        match &mut self.held {
+            Held::Semaphore(sem) => match sem.take().expect("held until drop") {
+                // The last use of a pinned entry (see `Pinned::release`).
+                Taken::Pinned(pinned) => {
+                    pinned.release(Semaphore::try_release_fast, Semaphore::release_slow)
+                }
+                Taken::Handle(sem) => sem.release(),
+            },
             Held::Fair(lock) => {
                 // The guard took one level of the write side on this thread (it is not Send),
                 // so this cannot fail unless that level was released by hand.

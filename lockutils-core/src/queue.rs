@@ -270,6 +270,16 @@ impl RawSemaphore {
     /// Returns `n` permits, handing them to queued waiters first.
     #[inline]
     pub(crate) fn release(&self, n: usize) {
+        if !self.try_release_fast(n) {
+            self.release_slow(n);
+        }
+    }
+
+    /// Returns `n` permits if nobody queues, and then touches `self` no more; `false` (having
+    /// done nothing) if waiters queue and [`release_slow`](Self::release_slow) must hand the
+    /// permits over.
+    #[inline]
+    pub(crate) fn try_release_fast(&self, n: usize) -> bool {
         let mut state = self.state.load(Ordering::Acquire);
         while state & QUEUED == 0 {
             match self.state.compare_exchange_weak(
@@ -278,15 +288,17 @@ impl RawSemaphore {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(actual) => state = actual,
             }
         }
-        self.release_slow(n);
+        false
     }
 
+    /// Returns `n` permits through the queue. Unlike the fast path, this touches `self` after
+    /// the permits are visible (grants, the mutex): the caller must keep `self` alive.
     #[cold]
-    fn release_slow(&self, n: usize) {
+    pub(crate) fn release_slow(&self, n: usize) {
         let mut wake = Vec::new();
         {
             let mut queue = self.queue.lock();

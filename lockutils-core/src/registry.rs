@@ -14,11 +14,15 @@
 //!   shard's mutex. An entry is idle when, under that mutex, its strong count is 1 *and* its
 //!   lock is free: then nobody holds it, waits on it or keeps a handle, and nobody can get one
 //!   without the mutex.
-//! - The uncontended path of the process-wide registries takes no reference count at all
+//! - The uncontended path of the process-wide semaphore registry takes no reference count
 //!   ([`Registry::take`]): it takes the lock while holding the shard's mutex and keeps a
-//!   [`Pinned`] pointer to the entry. The entry cannot be swept while its lock is held, and
-//!   releasing the lock is the holder's last touch of the entry. That saves two atomic
-//!   read-modify-writes (a third of the cost of `lock(name)`).
+//!   [`Pinned`] pointer to the entry. The entry cannot be swept while its lock is held.
+//!   [`Pinned::release`] makes the release the holder's last touch of the entry: a release
+//!   that has to go through the queue (waiters present) first takes a reference count,
+//!   while the lock still pins the entry. That saves two atomic read-modify-writes, a third
+//!   of the cost of `lock(name)`. It is only sound for locks whose every release goes
+//!   through a guard that took the permit, which is why fair locks (whose levels can also be
+//!   released by hand with `release_write`) are never pinned.
 //! - Releasing a lock does not touch the map (the uncontended path must not insert and remove
 //!   on every use). Idle entries are swept instead: when a shard has grown to twice what it
 //!   held after its last sweep, and whenever the registry's length is asked for. Memory thus
@@ -72,6 +76,11 @@ impl<T> Named<T> {
     /// The name this lock was looked up by.
     pub fn name(&self) -> &str {
         &self.entry.name
+    }
+
+    /// The external backend's state for this name.
+    pub(crate) fn external(&self) -> &Mutex<ExternalCache> {
+        &self.entry.external
     }
 
     /// Whether two handles refer to the same lock.
@@ -179,8 +188,10 @@ fn is_idle<T: Create>(entry: &Arc<Entry<T>>) -> bool {
 /// A lock taken from a process-wide registry, held without a reference count.
 ///
 /// Valid for as long as its lock stays held: the registry only drops entries whose lock is
-/// free. Whoever holds a `Pinned` must make releasing the lock its last use of it.
+/// free. The lock must be released only through [`release`](Self::release), and only the
+/// permit this `Pinned` stands for: nothing else may free that permit.
 pub(crate) struct Pinned<T: 'static> {
+    /// `Arc::as_ptr` of the entry.
     entry: NonNull<Entry<T>>,
 }
 
@@ -188,6 +199,23 @@ impl<T> Pinned<T> {
     fn entry(&self) -> &Entry<T> {
         // SAFETY: the lock is held (the type's contract), so the entry has not been swept.
         unsafe { self.entry.as_ref() }
+    }
+
+    /// Releases the lock: `fast` either releases it as its very last touch of the lock and
+    /// returns `true`, or does nothing and returns `false`; then `slow` releases it while a
+    /// reference count taken beforehand keeps the entry alive.
+    pub(crate) fn release(self, fast: impl FnOnce(&T) -> bool, slow: impl FnOnce(&T)) {
+        if fast(&self.entry().value) {
+            return;
+        }
+        let ptr = self.entry.as_ptr().cast_const();
+        // SAFETY: `ptr` came from `Arc::as_ptr`, and the lock is still held (`fast` did
+        // nothing), so the entry is not swept and its strong count is at least the map's 1.
+        let entry = unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        };
+        slow(&entry.value);
     }
 }
 

@@ -96,6 +96,17 @@ impl Semaphore {
     pub(crate) fn release(&self) {
         self.raw.release(1);
     }
+
+    /// [`RawSemaphore::try_release_fast`] of one permit.
+    #[inline]
+    pub(crate) fn try_release_fast(&self) -> bool {
+        self.raw.try_release_fast(1)
+    }
+
+    /// [`RawSemaphore::release_slow`] of one permit.
+    pub(crate) fn release_slow(&self) {
+        self.raw.release_slow(1);
+    }
 }
 
 impl fmt::Debug for Semaphore {
