@@ -165,6 +165,7 @@ fn unlock_slot(slot: &mut Option<LockFile>, name: &str) -> Result<(), Error> {
 }
 
 /// The time left until `deadline` as a wait policy (`Wait::Never` once it has passed).
+#[inline]
 pub(crate) fn remaining(wait: Wait, deadline: Option<Instant>) -> Wait {
     match (wait, deadline) {
         (Wait::For(_), Some(deadline)) => {
@@ -175,6 +176,7 @@ pub(crate) fn remaining(wait: Wait, deadline: Option<Instant>) -> Wait {
 }
 
 /// The deadline of a wait that starts now.
+#[inline]
 pub(crate) fn deadline(wait: Wait) -> Option<Instant> {
     match wait {
         Wait::For(timeout) => Instant::now().checked_add(timeout),

@@ -317,6 +317,7 @@ pub struct LockGuard {
 
 impl LockGuard {
     /// The name of the held lock.
+    #[inline]
     pub fn name(&self) -> &str {
         match &self.held {
             Held::Semaphore(sem) => sem.as_ref().expect("held until drop").name(),
@@ -339,8 +340,13 @@ impl Drop for LockGuard {
     #[inline]
     fn drop(&mut self) {
         if self.do_log {
-            let name = self.name();
-            tracing::debug!(target: LOG_TARGET, lock = name, "Releasing lock \"{name}\"");
+            // The name is looked up only if the line is logged.
+            tracing::debug!(
+                target: LOG_TARGET,
+                lock = self.name(),
+                "Releasing lock \"{}\"",
+                self.name()
+            );
         }
         if let Some(backend) = self.external {
             let name = self.name();

@@ -263,6 +263,7 @@ struct Shard<T> {
 }
 
 impl<T: Create> Shard<T> {
+    #[inline]
     fn find(&self, hash: u64, name: &str) -> Option<&Arc<Entry<T>>> {
         match self.buckets.get(&hash)? {
             Bucket::One(entry) => (*entry.name == *name).then_some(entry),

@@ -180,6 +180,7 @@ impl Semaphores {
     }
 
     /// The process-wide namespace that [`lock`](crate::lock()) uses by default.
+    #[inline]
     pub fn global() -> &'static Semaphores {
         static GLOBAL: LazyLock<Semaphores> = LazyLock::new(Semaphores::new);
         &GLOBAL
