@@ -200,27 +200,78 @@ pub(crate) fn deadline(wait: Wait) -> Option<Instant> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct InterProcessLock {
+    inner: GatedFile,
+}
+
+/// A lock file and the in-process gate (a fair semaphore) that this process's users of it
+/// pass first: file locks do not exclude users of one descriptor from each other.
+struct GatedFile {
+    /// Named in errors: the lock name, or the path for a lock made from a path.
     name: String,
     path: PathBuf,
     gate: RawSemaphore,
     file: Mutex<Option<LockFile>>,
 }
 
-impl InterProcessLock {
-    /// A lock on the file at `path` (created on first acquire). `path` is used as given.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        let path = path.into();
+impl GatedFile {
+    fn new(path: PathBuf, permits: usize) -> Self {
         Self {
             name: path.display().to_string(),
             path,
-            gate: RawSemaphore::new(1),
+            gate: RawSemaphore::new(permits),
             file: Mutex::new(None),
+        }
+    }
+
+    /// Takes `permits` of the gate; returns the deadline of `wait` for what follows.
+    fn enter(&self, permits: usize, wait: Wait) -> Result<Option<Instant>, Error> {
+        let deadline = deadline(wait);
+        if self.gate.acquire_with(permits, wait) {
+            Ok(deadline)
+        } else {
+            Err(Error::acquire_failed(&self.name, wait.waited()))
+        }
+    }
+
+    /// Locks the file in `mode` with what is left of `wait`.
+    fn lock_file(&self, mode: Mode, wait: Wait, deadline: Option<Instant>) -> Result<(), Error> {
+        LockFile::acquire(
+            &mut self.file.lock(),
+            &self.name,
+            &self.path,
+            mode,
+            remaining(wait, deadline),
+            DEFAULT_DELAY,
+        )
+        .map_err(|e| e.with_waited(wait))
+    }
+
+    /// The gate's `permits`, then the file in `mode`; nothing held on failure.
+    fn acquire(&self, permits: usize, mode: Mode, wait: Wait) -> Result<(), Error> {
+        let deadline = self.enter(permits, wait)?;
+        self.lock_file(mode, wait, deadline)
+            .inspect_err(|_| self.gate.release(permits))
+    }
+
+    /// Unlocks the file, then gives back the gate's `permits`.
+    fn release(&self, permits: usize) -> Result<(), Error> {
+        let result = unlock_slot(&mut self.file.lock(), &self.name);
+        self.gate.release(permits);
+        result
+    }
+}
+
+impl InterProcessLock {
+    /// A lock on the file at `path` (created on first acquire). `path` is used as given.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            inner: GatedFile::new(path.into(), 1),
         }
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// Waits as long as it takes: the kernel wakes the waiter when the holder releases.
@@ -239,41 +290,18 @@ impl InterProcessLock {
     }
 
     fn acquire_with(&self, wait: Wait) -> Result<InterProcessGuard<'_>, Error> {
-        let deadline = deadline(wait);
-        if !self.gate.acquire_with(1, wait) {
-            return Err(Error::acquire_failed(&self.name, wait.waited()));
-        }
-        let result = LockFile::acquire(
-            &mut self.file.lock(),
-            &self.name,
-            &self.path,
-            Mode::Exclusive,
-            remaining(wait, deadline),
-            DEFAULT_DELAY,
-        );
-        match result {
-            Ok(()) => Ok(InterProcessGuard {
-                lock: self,
-                released: false,
-            }),
-            Err(e) => {
-                self.gate.release(1);
-                Err(e.with_waited(wait))
-            }
-        }
-    }
-
-    fn release_inner(&self) -> Result<(), Error> {
-        let result = unlock_slot(&mut self.file.lock(), &self.name);
-        self.gate.release(1);
-        result
+        self.inner.acquire(1, Mode::Exclusive, wait)?;
+        Ok(InterProcessGuard {
+            lock: self,
+            released: false,
+        })
     }
 }
 
 impl fmt::Debug for InterProcessLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InterProcessLock")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
@@ -291,14 +319,14 @@ impl InterProcessGuard<'_> {
     /// either way).
     pub fn release(mut self) -> Result<(), Error> {
         self.released = true;
-        self.lock.release_inner()
+        self.lock.inner.release(1)
     }
 }
 
 impl Drop for InterProcessGuard<'_> {
     fn drop(&mut self) {
         if !self.released {
-            let _ = self.lock.release_inner();
+            let _ = self.lock.inner.release(1);
         }
     }
 }
@@ -306,7 +334,7 @@ impl Drop for InterProcessGuard<'_> {
 impl fmt::Debug for InterProcessGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InterProcessGuard")
-            .field("path", &self.lock.path)
+            .field("path", &self.lock.inner.path)
             .finish()
     }
 }
@@ -318,30 +346,24 @@ impl fmt::Debug for InterProcessGuard<'_> {
 /// queue and writer preference as [`ReaderWriterLock`](crate::ReaderWriterLock) (but not
 /// reentrant); across processes, the file's read and write locks do the same.
 pub struct InterProcessReaderWriterLock {
-    name: String,
-    path: PathBuf,
-    gate: RawSemaphore,
+    /// Readers take one permit of the gate, a writer all of them.
+    inner: GatedFile,
     /// In-process readers holding the file's read lock.
     readers: Mutex<usize>,
-    file: Mutex<Option<LockFile>>,
 }
 
 impl InterProcessReaderWriterLock {
     /// A reader/writer lock on the file at `path` (created on first acquire).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        let path = path.into();
         Self {
-            name: path.display().to_string(),
-            path,
-            gate: RawSemaphore::new(MAX_PERMITS),
+            inner: GatedFile::new(path.into(), MAX_PERMITS),
             readers: Mutex::new(0),
-            file: Mutex::new(None),
         }
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// Takes the shared side, waiting as long as it takes.
@@ -375,25 +397,14 @@ impl InterProcessReaderWriterLock {
     }
 
     fn read_with(&self, wait: Wait) -> Result<InterProcessReadGuard<'_>, Error> {
-        let deadline = deadline(wait);
-        if !self.gate.acquire_with(1, wait) {
-            return Err(Error::acquire_failed(&self.name, wait.waited()));
-        }
+        let deadline = self.inner.enter(1, wait)?;
         let mut readers = self.readers.lock();
         if *readers == 0 {
             // The first reader in this process takes the file's read lock for all of them.
-            let result = LockFile::acquire(
-                &mut self.file.lock(),
-                &self.name,
-                &self.path,
-                Mode::Shared,
-                remaining(wait, deadline),
-                DEFAULT_DELAY,
-            );
-            if let Err(e) = result {
+            if let Err(e) = self.inner.lock_file(Mode::Shared, wait, deadline) {
                 drop(readers);
-                self.gate.release(1);
-                return Err(e.with_waited(wait));
+                self.inner.gate.release(1);
+                return Err(e);
             }
         }
         *readers += 1;
@@ -401,32 +412,15 @@ impl InterProcessReaderWriterLock {
     }
 
     fn write_with(&self, wait: Wait) -> Result<InterProcessWriteGuard<'_>, Error> {
-        let deadline = deadline(wait);
-        if !self.gate.acquire_with(MAX_PERMITS, wait) {
-            return Err(Error::acquire_failed(&self.name, wait.waited()));
-        }
-        let result = LockFile::acquire(
-            &mut self.file.lock(),
-            &self.name,
-            &self.path,
-            Mode::Exclusive,
-            remaining(wait, deadline),
-            DEFAULT_DELAY,
-        );
-        match result {
-            Ok(()) => Ok(InterProcessWriteGuard { lock: self }),
-            Err(e) => {
-                self.gate.release(MAX_PERMITS);
-                Err(e.with_waited(wait))
-            }
-        }
+        self.inner.acquire(MAX_PERMITS, Mode::Exclusive, wait)?;
+        Ok(InterProcessWriteGuard { lock: self })
     }
 }
 
 impl fmt::Debug for InterProcessReaderWriterLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InterProcessReaderWriterLock")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
@@ -439,20 +433,21 @@ pub struct InterProcessReadGuard<'a> {
 
 impl Drop for InterProcessReadGuard<'_> {
     fn drop(&mut self) {
+        let inner = &self.lock.inner;
         let mut readers = self.lock.readers.lock();
         *readers -= 1;
         if *readers == 0 {
-            let _ = unlock_slot(&mut self.lock.file.lock(), &self.lock.name);
+            let _ = unlock_slot(&mut inner.file.lock(), &inner.name);
         }
         drop(readers);
-        self.lock.gate.release(1);
+        inner.gate.release(1);
     }
 }
 
 impl fmt::Debug for InterProcessReadGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InterProcessReadGuard")
-            .field("path", &self.lock.path)
+            .field("path", &self.lock.inner.path)
             .finish()
     }
 }
@@ -465,15 +460,14 @@ pub struct InterProcessWriteGuard<'a> {
 
 impl Drop for InterProcessWriteGuard<'_> {
     fn drop(&mut self) {
-        let _ = unlock_slot(&mut self.lock.file.lock(), &self.lock.name);
-        self.lock.gate.release(MAX_PERMITS);
+        let _ = self.lock.inner.release(MAX_PERMITS);
     }
 }
 
 impl fmt::Debug for InterProcessWriteGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InterProcessWriteGuard")
-            .field("path", &self.lock.path)
+            .field("path", &self.lock.inner.path)
             .finish()
     }
 }
@@ -486,7 +480,7 @@ pub fn external_lock(
     lock_path: Option<&Path>,
 ) -> Result<InterProcessLock, Error> {
     let mut lock = InterProcessLock::new(lock_file_path(name, prefix, lock_path)?);
-    lock.name = name.to_owned();
+    lock.inner.name = name.to_owned();
     Ok(lock)
 }
 
