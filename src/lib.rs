@@ -87,3 +87,11 @@ pub use lockutils_core::{
     lock_with_prefix, remove_external_lock_file, remove_external_lock_file_with_prefix,
     set_defaults,
 };
+pub use lockutils_macros::{synchronized, synchronized_with_prefix};
+
+/// Support for the code the macros generate. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use lockutils_core::__private::*;
+    pub use lockutils_macros::synchronized_prefixed;
+}

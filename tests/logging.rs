@@ -177,3 +177,64 @@ fn a_failed_removal_logs_oslos_warning() {
     );
     assert_eq!(warning.lock.as_deref(), Some("rm-dir"));
 }
+
+#[lockutils::synchronized("sync-log")]
+fn logged_function() {}
+
+#[lockutils::synchronized("sync-busy", blocking = false)]
+fn logged_busy() -> Result<(), lockutils::Error> {
+    Ok(())
+}
+
+struct Worker;
+
+impl Worker {
+    #[lockutils::synchronized("sync-method")]
+    fn work(&self) {}
+}
+
+#[test]
+fn synchronized_logs_oslos_lines_with_the_qualified_function_name() {
+    let lines = captured(logged_function);
+    let messages = messages(&lines);
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert_eq!(
+        messages[0],
+        r#"Acquiring lock "sync-log" by "logging::logged_function""#
+    );
+    assert!(
+        messages[1]
+            .starts_with(r#"Lock "sync-log" acquired by "logging::logged_function" :: waited 0.0"#),
+        "{}",
+        messages[1]
+    );
+    assert!(messages[1].ends_with('s') && messages[1].len() == messages[1].trim().len());
+    assert!(
+        messages[2]
+            .starts_with(r#"Lock "sync-log" "released" by "logging::logged_function" :: held 0.0"#),
+        "{}",
+        messages[2]
+    );
+    let lines = captured(|| Worker.work());
+    assert_eq!(
+        lines[0].message,
+        r#"Acquiring lock "sync-method" by "logging::Worker::work""#
+    );
+}
+
+#[test]
+fn synchronized_logs_unacquired_when_it_did_not_get_the_lock() {
+    let _held = lockutils::lock("sync-busy").acquire().unwrap();
+    let lines = std::thread::scope(|s| {
+        s.spawn(|| captured(|| assert!(logged_busy().is_err())))
+            .join()
+            .unwrap()
+    });
+    assert_eq!(
+        messages(&lines),
+        [
+            r#"Acquiring lock "sync-busy" by "logging::logged_busy""#,
+            r#"Lock "sync-busy" "unacquired" by "logging::logged_busy" :: held N/A"#,
+        ]
+    );
+}

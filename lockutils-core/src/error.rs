@@ -164,6 +164,23 @@ impl std::error::Error for Error {
     }
 }
 
+/// So that functions returning `std::io::Result` can use `?` on lock errors (and
+/// `#[synchronized]` on them can return lock failures).
+impl From<Error> for io::Error {
+    fn from(error: Error) -> Self {
+        let kind = match &error {
+            Error::AcquireLockFailed {
+                waited: Some(_), ..
+            } => io::ErrorKind::TimedOut,
+            Error::AcquireLockFailed { waited: None, .. } => io::ErrorKind::WouldBlock,
+            Error::Io { source, .. } => source.kind(),
+            Error::InvalidName { .. } | Error::InvalidOptions { .. } => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, error)
+    }
+}
+
 impl Error {
     /// The name of the lock this error concerns (empty for a configuration error).
     pub fn lock_name(&self) -> &str {

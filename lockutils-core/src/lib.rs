@@ -19,6 +19,9 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 pub mod config;
 pub mod error;
 pub mod external;

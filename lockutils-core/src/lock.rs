@@ -3,6 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::config::process_locking_disabled;
@@ -13,7 +14,8 @@ use crate::external::{
 use crate::fair::{FairLock, FairLocks};
 use crate::queue::Wait;
 use crate::registry::Taken;
-use crate::semaphore::{Semaphore, Semaphores};
+use crate::rwlock::ReaderWriterLock;
+use crate::semaphore::{NamedSemaphore, Semaphore, Semaphores};
 
 /// The `tracing` target of every log line lockutils writes.
 pub const LOG_TARGET: &str = "lockutils";
@@ -57,6 +59,37 @@ pub fn lock(name: &str) -> LockBuilder<'_> {
         prefix: None,
         lock_path: None,
         delay: DEFAULT_DELAY,
+        site: None,
+    }
+}
+
+/// A lock name known at compile time, with its registry handles kept after first use, so
+/// that taking the lock needs no name lookup. What `#[synchronized("literal")]` uses; not
+/// meant to be named by users.
+#[doc(hidden)]
+pub struct StaticLock {
+    name: &'static str,
+    semaphore: OnceLock<NamedSemaphore>,
+    fair: OnceLock<FairLock>,
+}
+
+impl StaticLock {
+    /// A site for `name`.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            semaphore: OnceLock::new(),
+            fair: OnceLock::new(),
+        }
+    }
+
+    /// [`lock`]`(name)`, taking the global lock of the name through the kept handle.
+    #[inline]
+    pub fn lock(&'static self) -> LockBuilder<'static> {
+        LockBuilder {
+            site: Some(self),
+            ..lock(self.name)
+        }
     }
 }
 
@@ -78,9 +111,16 @@ pub struct LockBuilder<'a> {
     prefix: Option<&'a str>,
     lock_path: Option<&'a Path>,
     delay: Duration,
+    /// Kept handles of the name, for the global containers.
+    site: Option<&'static StaticLock>,
 }
 
 impl<'a> LockBuilder<'a> {
+    /// The name of the lock being built.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
     /// Whether to also take the inter-process lock of this name (default `false`): a lock
     /// file in the lock directory, compatible with oslo's. The in-process lock is taken first
     /// and released last. With `disable_process_locking` configured, this is ignored, as in
@@ -186,9 +226,14 @@ impl<'a> LockBuilder<'a> {
                              pass a FairLocks container with .fair_locks() instead",
                 });
             }
-            Held::Fair(take_fair(name, self.fair_locks, wait)?)
+            Held::Fair(take_fair(name, self.fair_locks, self.site, wait)?)
         } else {
-            Held::Semaphore(Some(take_semaphore(name, self.semaphores, wait)?))
+            Held::Semaphore(Some(take_semaphore(
+                name,
+                self.semaphores,
+                self.site,
+                wait,
+            )?))
         };
         if self.do_log {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
@@ -257,16 +302,27 @@ impl fmt::Debug for LockBuilder<'_> {
 fn take_semaphore(
     name: &str,
     container: Option<&Semaphores>,
+    site: Option<&'static StaticLock>,
     wait: Wait,
 ) -> Result<Taken<Semaphore>, Error> {
-    let sem = match container {
-        Some(container) => container.get(name),
-        None => match Semaphores::global()
+    let sem = match (container, site) {
+        (Some(container), _) => container.get(name),
+        (None, Some(site)) => {
+            let sem = site
+                .semaphore
+                .get_or_init(|| Semaphores::global().get(site.name));
+            return if sem.acquire_with(wait) {
+                Ok(Taken::Static(sem))
+            } else {
+                Err(Error::acquire_failed(name, wait.waited()))
+            };
+        }
+        (None, None) => match Semaphores::global()
             .registry()
             .take(name, |sem| sem.try_acquire_uncontended())
         {
-            pinned @ Taken::Pinned(_) => return Ok(pinned),
-            Taken::Handle(sem) => sem,
+            Ok(pinned) => return Ok(Taken::Pinned(pinned)),
+            Err(sem) => sem,
         },
     };
     if sem.acquire_with(wait) {
@@ -280,8 +336,19 @@ fn take_semaphore(
 /// side can be released by hand (`release_write`), so holding it does not prove that this
 /// guard's level keeps the entry.
 #[inline]
-fn take_fair(name: &str, container: Option<&FairLocks>, wait: Wait) -> Result<FairLock, Error> {
-    let lock = container.unwrap_or(FairLocks::global()).get(name);
+fn take_fair(
+    name: &str,
+    container: Option<&FairLocks>,
+    site: Option<&'static StaticLock>,
+    wait: Wait,
+) -> Result<Taken<ReaderWriterLock>, Error> {
+    let lock = match (container, site) {
+        (Some(container), _) => Taken::Handle(container.get(name)),
+        (None, Some(site)) => {
+            Taken::Static(site.fair.get_or_init(|| FairLocks::global().get(site.name)))
+        }
+        (None, None) => Taken::Handle(FairLocks::global().get(name)),
+    };
     lock.write_with(wait)?;
     Ok(lock)
 }
@@ -290,7 +357,8 @@ fn take_fair(name: &str, container: Option<&FairLocks>, wait: Wait) -> Result<Fa
 enum Held {
     /// `Option` only so that `drop` can move a pinned entry out to release it.
     Semaphore(Option<Taken<Semaphore>>),
-    Fair(FairLock),
+    /// Never `Taken::Pinned` (see `take_fair`).
+    Fair(Taken<ReaderWriterLock>),
 }
 
 impl Held {
@@ -365,6 +433,7 @@ impl Drop for LockGuard {
                     pinned.release(Semaphore::try_release_fast, Semaphore::release_slow)
                 }
                 Taken::Handle(sem) => sem.release(),
+                Taken::Static(sem) => sem.release(),
             },
             Held::Fair(lock) => {
                 // The guard took one level of the write side on this thread (it is not Send),

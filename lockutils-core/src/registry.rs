@@ -78,11 +78,6 @@ impl<T> Named<T> {
         &self.entry.name
     }
 
-    /// The external backend's state for this name.
-    pub(crate) fn external(&self) -> &Mutex<ExternalCache> {
-        &self.entry.external
-    }
-
     /// Whether two handles refer to the same lock.
     pub fn ptr_eq(this: &Self, other: &Self) -> bool {
         Arc::ptr_eq(&this.entry, &other.entry)
@@ -226,6 +221,8 @@ pub(crate) enum Taken<T: 'static> {
     Pinned(Pinned<T>),
     /// A counted handle keeps the entry.
     Handle(Named<T>),
+    /// A handle kept forever (in a `static`) keeps the entry.
+    Static(&'static Named<T>),
 }
 
 impl<T> Taken<T> {
@@ -233,6 +230,7 @@ impl<T> Taken<T> {
         match self {
             Taken::Pinned(pinned) => pinned.entry(),
             Taken::Handle(handle) => &handle.entry,
+            Taken::Static(handle) => &handle.entry,
         }
     }
 
@@ -372,19 +370,23 @@ impl<T: Create> Registry<T> {
     }
 
     /// Looks `name` up and calls `try_take` on its lock under the shard's mutex. If that took
-    /// the lock, the entry comes back [`Pinned`] with no reference count taken; otherwise a
-    /// handle to wait with. Only for registries that live forever, which pins rely on.
+    /// the lock, the entry comes back [`Pinned`] with no reference count taken; otherwise
+    /// (`Err`) a handle to wait with. Only for registries that live forever, which pins rely on.
     #[inline]
-    pub(crate) fn take(&'static self, name: &str, try_take: impl FnOnce(&T) -> bool) -> Taken<T> {
+    pub(crate) fn take(
+        &'static self,
+        name: &str,
+        try_take: impl FnOnce(&T) -> bool,
+    ) -> Result<Pinned<T>, Named<T>> {
         let hash = self.hasher.hash(name);
         let mut shard = self.shard(hash).lock();
         shard.with_entry(hash, name, |entry| {
             if try_take(&entry.value) {
-                Taken::Pinned(Pinned {
+                Ok(Pinned {
                     entry: NonNull::from(&**entry),
                 })
             } else {
-                Taken::Handle(Named {
+                Err(Named {
                     entry: entry.clone(),
                 })
             }

@@ -15,6 +15,10 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
 pub struct RacyCounter(std::sync::atomic::AtomicUsize);
 
 impl RacyCounter {
+    pub const fn new() -> Self {
+        Self(std::sync::atomic::AtomicUsize::new(0))
+    }
+
     pub fn increment(&self) {
         use std::sync::atomic::Ordering::Relaxed;
         let value = self.0.load(Relaxed);

@@ -1,0 +1,94 @@
+//! Support for the code `#[synchronized]` generates. Not a public API: it changes with the
+//! macro.
+
+use std::time::Instant;
+
+use tracing::Level;
+
+use crate::error::Error;
+use crate::lock::{LOG_TARGET, LockBuilder, LockGuard};
+
+pub use crate::lock::StaticLock;
+
+/// The lock held by a `#[synchronized]` function, with what its logs need.
+#[must_use]
+pub struct Synchronized {
+    guard: Option<LockGuard>,
+    /// When the lock was taken, and the function's name: set when DEBUG logs are on.
+    logged: Option<(Instant, &'static str)>,
+}
+
+/// The qualified name of the function that defines `here` (a nested `fn`).
+fn function_name<F>() -> &'static str {
+    let name = std::any::type_name::<F>();
+    name.strip_suffix("::__lockutils_here").unwrap_or(name)
+}
+
+/// Takes the lock as `builder` says, logging oslo's `synchronized` lines; `here` is a `fn`
+/// item nested in the synchronized function, whose type names that function.
+#[inline]
+pub fn enter<F>(builder: LockBuilder<'_>, _here: F) -> Result<Synchronized, Error> {
+    let builder = builder.do_log(false);
+    if !tracing::enabled!(target: LOG_TARGET, Level::DEBUG) {
+        return builder.acquire().map(|guard| Synchronized {
+            guard: Some(guard),
+            logged: None,
+        });
+    }
+    let (name, func) = (builder.name(), function_name::<F>());
+    tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\" by \"{func}\"");
+    let asked = Instant::now();
+    match builder.acquire() {
+        Ok(guard) => {
+            let now = Instant::now();
+            tracing::debug!(
+                target: LOG_TARGET,
+                lock = name,
+                "Lock \"{name}\" acquired by \"{func}\" :: waited {:.3}s",
+                (now - asked).as_secs_f64()
+            );
+            Ok(Synchronized {
+                guard: Some(guard),
+                logged: Some((now, func)),
+            })
+        }
+        Err(error) => {
+            tracing::debug!(
+                target: LOG_TARGET,
+                lock = name,
+                "Lock \"{name}\" \"unacquired\" by \"{func}\" :: held N/A"
+            );
+            Err(error)
+        }
+    }
+}
+
+impl Drop for Synchronized {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        let Some((taken, func)) = self.logged else {
+            return;
+        };
+        let name = guard.name().to_owned();
+        drop(guard);
+        tracing::debug!(
+            target: LOG_TARGET,
+            lock = name.as_str(),
+            "Lock \"{name}\" \"released\" by \"{func}\" :: held {:.3}s",
+            taken.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// What a synchronized function that cannot return an error does when it does not get its
+/// lock.
+#[cold]
+#[track_caller]
+pub fn lock_failed<F>(error: Error, _here: F) -> ! {
+    panic!(
+        "#[synchronized] function `{}` did not get its lock: {error}",
+        function_name::<F>()
+    )
+}
