@@ -83,6 +83,13 @@ impl StaticLock {
         }
     }
 
+    /// The kept handle of the name's global (non-fair) lock.
+    #[inline]
+    pub(crate) fn semaphore(&'static self) -> &'static NamedSemaphore {
+        self.semaphore
+            .get_or_init(|| Semaphores::global().get(self.name))
+    }
+
     /// [`lock`]`(name)`, taking the global lock of the name through the kept handle.
     #[inline]
     pub fn lock(&'static self) -> LockBuilder<'static> {
@@ -308,9 +315,7 @@ fn take_semaphore(
     let sem = match (container, site) {
         (Some(container), _) => container.get(name),
         (None, Some(site)) => {
-            let sem = site
-                .semaphore
-                .get_or_init(|| Semaphores::global().get(site.name));
+            let sem = site.semaphore();
             return if sem.acquire_with(wait) {
                 Ok(Taken::Static(sem))
             } else {

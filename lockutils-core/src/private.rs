@@ -7,15 +7,42 @@ use tracing::Level;
 
 use crate::error::Error;
 use crate::lock::{LOG_TARGET, LockBuilder, LockGuard};
+use crate::semaphore::NamedSemaphore;
 
 pub use crate::lock::StaticLock;
 
 /// The lock held by a `#[synchronized]` function, with what its logs need.
 #[must_use]
 pub struct Synchronized {
-    guard: Option<LockGuard>,
-    /// When the lock was taken, and the function's name: set when DEBUG logs are on.
-    logged: Option<(Instant, &'static str)>,
+    inner: Held,
+}
+
+enum Held {
+    Guard {
+        guard: Option<LockGuard>,
+        /// When the lock was taken, and the function's name: set when DEBUG logs are on.
+        logged: Option<(Instant, &'static str)>,
+    },
+    /// The fast path: a literal name with no options, taken through its kept handle.
+    Static(&'static NamedSemaphore),
+}
+
+/// `#[synchronized("literal")]` with no options: the global lock of the name, through the
+/// handle kept in `site`, with no name lookup and no builder. Waits as long as it takes, so
+/// it cannot fail.
+#[inline]
+pub fn enter_static<F: Copy>(site: &'static StaticLock, here: F) -> Synchronized {
+    if tracing::enabled!(target: LOG_TARGET, Level::DEBUG) {
+        return match enter(site.lock(), here) {
+            Ok(held) => held,
+            Err(error) => lock_failed(error, here),
+        };
+    }
+    let sem = site.semaphore();
+    sem.acquire_with(crate::queue::Wait::Forever);
+    Synchronized {
+        inner: Held::Static(sem),
+    }
 }
 
 /// The qualified name of the function that defines `here` (a nested `fn`).
@@ -31,8 +58,10 @@ pub fn enter<F>(builder: LockBuilder<'_>, _here: F) -> Result<Synchronized, Erro
     let builder = builder.do_log(false);
     if !tracing::enabled!(target: LOG_TARGET, Level::DEBUG) {
         return builder.acquire().map(|guard| Synchronized {
-            guard: Some(guard),
-            logged: None,
+            inner: Held::Guard {
+                guard: Some(guard),
+                logged: None,
+            },
         });
     }
     let (name, func) = (builder.name(), function_name::<F>());
@@ -48,8 +77,10 @@ pub fn enter<F>(builder: LockBuilder<'_>, _here: F) -> Result<Synchronized, Erro
                 (now - asked).as_secs_f64()
             );
             Ok(Synchronized {
-                guard: Some(guard),
-                logged: Some((now, func)),
+                inner: Held::Guard {
+                    guard: Some(guard),
+                    logged: Some((now, func)),
+                },
             })
         }
         Err(error) => {
@@ -64,11 +95,13 @@ pub fn enter<F>(builder: LockBuilder<'_>, _here: F) -> Result<Synchronized, Erro
 }
 
 impl Drop for Synchronized {
+    #[inline]
     fn drop(&mut self) {
-        let Some(guard) = self.guard.take() else {
-            return;
+        let (guard, logged) = match &mut self.inner {
+            Held::Static(sem) => return sem.release(),
+            Held::Guard { guard, logged } => (guard.take(), *logged),
         };
-        let Some((taken, func)) = self.logged else {
+        let (Some(guard), Some((taken, func))) = (guard, logged) else {
             return;
         };
         let name = guard.name().to_owned();

@@ -55,6 +55,7 @@ pub(crate) fn expand(
         ));
     }
 
+    let fast = fast_path(&args, bound_prefix.as_ref());
     let builder = builder(&args, bound_prefix.as_ref());
     let on_failure = if returns_result {
         quote_spanned! {Span::mixed_site()=>
@@ -72,13 +73,19 @@ pub(crate) fn expand(
         block,
     } = function;
     // Mixed-site hygiene: the user's body cannot see (or clash with) these locals.
-    let guard = quote_spanned! {Span::mixed_site()=>
-        #[allow(non_snake_case, clippy::items_after_statements)]
-        fn __lockutils_here() {}
-        let __lockutils_guard = match ::lockutils::__private::enter(#builder, __lockutils_here) {
-            ::core::result::Result::Ok(guard) => guard,
-            ::core::result::Result::Err(error) => #on_failure,
-        };
+    let guard = match fast {
+        Some(site) => quote_spanned! {Span::mixed_site()=>
+            fn __lockutils_here() {}
+            let __lockutils_guard = ::lockutils::__private::enter_static(#site, __lockutils_here);
+        },
+        None => quote_spanned! {Span::mixed_site()=>
+            fn __lockutils_here() {}
+            let __lockutils_guard =
+                match ::lockutils::__private::enter(#builder, __lockutils_here) {
+                    ::core::result::Result::Ok(guard) => guard,
+                    ::core::result::Result::Err(error) => #on_failure,
+                };
+        },
     };
     Ok(quote! {
         #(#attrs)*
@@ -164,17 +171,41 @@ fn refuse_failure_on_infallible(args: &Args) -> syn::Result<()> {
     Ok(())
 }
 
+/// For a literal name with no options: a reference to the name's `StaticLock`.
+fn fast_path(args: &Args, bound_prefix: Option<&LitStr>) -> Option<TokenStream> {
+    let Name::Literal(lit) = &args.name else {
+        return None;
+    };
+    let no_options = bound_prefix.is_none()
+        && args.external.is_none()
+        && args.prefix.is_none()
+        && args.lock_path.is_none()
+        && args.semaphores.is_none()
+        && args.fair.is_none()
+        && args.blocking.is_none()
+        && args.timeout.is_none()
+        && args.delay.is_none();
+    no_options.then(|| static_site(lit))
+}
+
+fn static_site(lit: &LitStr) -> TokenStream {
+    quote! {
+        {
+            static __LOCKUTILS_SITE: ::lockutils::__private::StaticLock =
+                ::lockutils::__private::StaticLock::new(#lit);
+            &__LOCKUTILS_SITE
+        }
+    }
+}
+
 /// The `LockBuilder` expression. Each user expression keeps its own span, so a type error in
 /// it is reported where the user wrote it.
 fn builder(args: &Args, bound_prefix: Option<&LitStr>) -> TokenStream {
     let mut builder = match &args.name {
-        Name::Literal(lit) => quote! {
-            {
-                static __LOCKUTILS_SITE: ::lockutils::__private::StaticLock =
-                    ::lockutils::__private::StaticLock::new(#lit);
-                __LOCKUTILS_SITE.lock()
-            }
-        },
+        Name::Literal(lit) => {
+            let site = static_site(lit);
+            quote! { #site.lock() }
+        }
         Name::Expr(expr) => quote_spanned! {expr.span()=>
             ::lockutils::lock(::core::convert::AsRef::<str>::as_ref(&(#expr)))
         },

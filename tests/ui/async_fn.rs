@@ -1,0 +1,4 @@
+#[lockutils::synchronized("x")]
+async fn f() {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+#[lockutils::synchronized("x", blocking = false)]
+fn a() {}
+
+#[lockutils::synchronized("x", timeout = "1s")]
+fn b() -> u32 {
+    1
+}
+
+fn main() {}

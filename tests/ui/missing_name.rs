@@ -1,0 +1,7 @@
+#[lockutils::synchronized(external = true)]
+fn f() {}
+
+#[lockutils::synchronized()]
+fn g() {}
+
+fn main() {}

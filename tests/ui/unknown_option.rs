@@ -1,0 +1,4 @@
+#[lockutils::synchronized("x", extrenal = true)]
+fn f() {}
+
+fn main() {}
