@@ -34,6 +34,26 @@
 //! - **No panics on user input.** Every acquire path reports problems as an [`Error`] that
 //!   names the lock.
 //!
+//! ## `#[synchronized]`
+//! oslo's decorator, as an attribute: the function runs with the lock held. Lock failures
+//! come back as `Err(e.into())` from functions returning `Result`; see
+//! [`macro@synchronized`] for the arguments, and [`synchronized_with_prefix!`] to bind a
+//! project's lock file prefix once.
+//!
+//! ```
+//! use lockutils::synchronized;
+//!
+//! struct Instance {
+//!     uuid: String,
+//! }
+//!
+//! #[synchronized(format!("instance-{}", instance.uuid), timeout = "5s")]
+//! fn reboot(instance: &Instance) -> Result<(), lockutils::Error> {
+//!     Ok(()) // one reboot per instance at a time
+//! }
+//! # reboot(&Instance { uuid: "1".into() }).unwrap();
+//! ```
+//!
 //! ## Across processes
 //! `lock(name).external(true)` also takes a lock file in the lock directory, so that
 //! processes on one host exclude each other, Python oslo.concurrency processes included:

@@ -134,6 +134,18 @@ fn play(role: &str, args: &[String]) -> i32 {
             println!("external {}", g.is_external());
             0
         }
+        "sync-hold" => {
+            hold_synchronized(arg(0)).unwrap();
+            0
+        }
+        "sync-try" => match try_synchronized(arg(0)) {
+            Ok(()) => 0,
+            Err(e) if e.is_acquire_failed() => 1,
+            Err(e) => {
+                eprintln!("sync-try: {e}");
+                2
+            }
+        },
         "rw-hold" => {
             let rw = InterProcessReaderWriterLock::new(arg(0));
             let _read;
@@ -151,9 +163,43 @@ fn play(role: &str, args: &[String]) -> i32 {
     }
 }
 
+/// Holds `nova-sync-ext` in `dir` until stdin closes.
+#[lockutils::synchronized("sync-ext", external = true, prefix = "nova", lock_path = dir)]
+fn hold_synchronized(dir: &str) -> std::io::Result<()> {
+    println!("held");
+    wait_for_stdin_close();
+    Ok(())
+}
+
+#[lockutils::synchronized("sync-ext", external = true, prefix = "nova-", lock_path = dir, blocking = false)]
+fn try_synchronized(dir: &str) -> Result<(), Error> {
+    let _ = dir;
+    Ok(())
+}
+
 #[test]
 fn child() {
     child::main(play);
+}
+
+// oslo: test_interprocess_nonblocking_external_lock, through #[synchronized].
+#[test]
+fn synchronized_external_with_prefix_across_processes() {
+    let d = dir();
+    let dir_arg = path_str(d.path());
+    let mut holder = spawn("sync-hold", &[dir_arg]);
+    holder.expect("held");
+    assert!(d.path().join("nova-sync-ext").exists());
+    assert_eq!(spawn("sync-try", &[dir_arg]).code(), 1);
+    let err = lock("sync-ext")
+        .prefix("nova")
+        .external(true)
+        .lock_path(d.path())
+        .blocking(false)
+        .acquire();
+    assert!(err.unwrap_err().is_acquire_failed());
+    assert_eq!(holder.code(), 0);
+    assert_eq!(spawn("sync-try", &[dir_arg]).code(), 0);
 }
 
 #[test]

@@ -19,7 +19,81 @@ use syn::{Attribute, Ident, LitStr, Token};
 
 /// Runs the function with the named lock held: oslo's `@synchronized`.
 ///
-/// See the `lockutils` crate docs for the arguments, error handling and logs.
+/// ```
+/// use lockutils::synchronized;
+///
+/// #[synchronized("resize")]
+/// fn resize(size: u64) -> u64 {
+///     size * 2 // runs with the lock "resize" held
+/// }
+/// # assert_eq!(resize(2), 4);
+/// ```
+///
+/// The function keeps its signature, attributes and docs; only the body is wrapped. The lock
+/// is taken before the body runs and released when it ends: by returning, by `?`, or by
+/// panicking. It goes on free functions, inherent and trait-impl methods (`&self`,
+/// `&mut self`, `self`), associated functions, generic functions, `unsafe fn`, any
+/// visibility.
+///
+/// # The name
+/// The first argument. A string literal takes a fast path: the lock's handle is kept after
+/// the first call, so a call costs no name lookup and no allocation. Any other expression is
+/// evaluated at each call, before the body, and may read the arguments and `self`:
+///
+/// ```
+/// # struct Instance { uuid: String }
+/// #[lockutils::synchronized(format!("instance-{}", instance.uuid))]
+/// fn reboot(instance: &Instance) { /* one reboot per instance at a time */ }
+/// # reboot(&Instance { uuid: "1".into() });
+/// ```
+///
+/// # Options
+/// Those of [`lock()`](https://docs.rs/lockutils/latest/lockutils/fn.lock.html), as
+/// `key = value`, each at most once:
+///
+/// | option | value |
+/// |---|---|
+/// | `external` | `bool`: also take the inter-process lock file |
+/// | `prefix` (or `lock_file_prefix`) | `&str`/`String`: the lock file prefix |
+/// | `lock_path` | a path: the lock file's directory |
+/// | `semaphores` | a `Semaphores` container (or reference, `LazyLock`, `Arc` of one) |
+/// | `fair` | `bool`: the fair (FIFO, reentrant) lock of the name |
+/// | `blocking` | `bool`: `false` tries once |
+/// | `timeout` | `"250ms"`, `"5s"`, `"1m30s"`... or a `Duration` expression |
+/// | `delay` | like `timeout`: the longest pause between tries of a timed external wait |
+///
+/// Values are expressions evaluated at each call; literals are checked at compile time.
+///
+/// # When the lock is not taken
+/// A function returning `Result<_, E>` (any `...Result` type) with `E: From<lockutils::Error>`
+/// returns the failure as `Err(e.into())`: `lockutils::Error` itself, `std::io::Error`
+/// (`std::io::Result`), `anyhow::Error`... Any other function panics, with a message naming
+/// the function, the lock and the cause; so `blocking = false` and `timeout`, whose failure is
+/// a normal outcome, are compile errors on such a function.
+///
+/// ```
+/// #[lockutils::synchronized("report", blocking = false)]
+/// fn report() -> std::io::Result<()> {
+///     Ok(())
+/// }
+/// # report().unwrap();
+/// ```
+///
+/// # Reentrancy
+/// The default lock is not reentrant (as in oslo): a synchronized function that calls itself,
+/// or another function synchronized on the same name, waits forever. With `fair = true` the
+/// holding thread may take it again.
+///
+/// # Logs
+/// oslo's `synchronized` DEBUG lines on the `lockutils` target, with the function's qualified
+/// name (module, type, method): `Acquiring lock "NAME" by "FUNC"`,
+/// `Lock "NAME" acquired by "FUNC" :: waited 0.000s`,
+/// `Lock "NAME" "released" by "FUNC" :: held 0.000s`, or `"unacquired"` with `held N/A` when
+/// the lock was not taken. Times are measured only when those lines are on.
+///
+/// # Not (yet)
+/// `async fn` is a compile error: waiting for the lock would block the executor's thread.
+/// `const fn` is a compile error.
 #[proc_macro_attribute]
 pub fn synchronized(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = match syn::parse::<args::Args>(args) {
@@ -40,8 +114,38 @@ fn with_item(error: syn::Error, item: TokenStream) -> TokenStream {
     quote!(#error #item).into()
 }
 
-/// Defines a project-local `#[synchronized]` bound to a lock file prefix: oslo's
-/// `synchronized_with_prefix`. See the `lockutils` crate docs.
+/// Defines a project-local `synchronized!` bound to a lock file prefix: oslo's
+/// `synchronized = lockutils.synchronized_with_prefix('nova')`.
+///
+/// Stable Rust cannot make an attribute from a `macro_rules!` macro, so the project-local
+/// macro wraps the function instead: its arguments are those of [`macro@synchronized`]
+/// (without `prefix`), then a `;`, then the function. It works on free functions and, as an
+/// item, inside `impl` blocks.
+///
+/// ```
+/// // Once, in the project (`#[macro_export]` or a `pub(crate) use` to share it further):
+/// lockutils::synchronized_with_prefix!(synchronized, "nova");
+///
+/// // Anywhere after it:
+/// synchronized!("mylock", external = true, lock_path = std::env::temp_dir();
+///     /// Runs with the lock file `nova-mylock` held.
+///     fn bar() -> std::io::Result<()> {
+///         Ok(())
+///     }
+/// );
+///
+/// struct Compute;
+///
+/// impl Compute {
+///     synchronized!("resize";
+///         pub fn resize(&self) -> u32 {
+///             2
+///         }
+///     );
+/// }
+/// # bar().unwrap();
+/// # assert_eq!(Compute.resize(), 2);
+/// ```
 #[proc_macro]
 pub fn synchronized_with_prefix(input: TokenStream) -> TokenStream {
     match syn::parse::<WithPrefix>(input) {
