@@ -38,6 +38,8 @@ elif role == "try":
         sys.exit(1)
 elif role == "count":
     counter, n = sys.argv[5], int(sys.argv[6])
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together with the Rust side
     for _ in range(n):
         with ext():
             try:
@@ -131,9 +133,17 @@ fn python_and_rust_increment_one_counter_exactly() {
     let dir = dir_str(&d);
     let counter = d.path().join("counter");
     let counter_arg = counter.to_str().unwrap().to_owned();
-    let pythons: Vec<Proc> = (0..2)
+    let mut pythons: Vec<Proc> = (0..2)
         .map(|_| oslo(&py, &["count", "counter", "svc", &dir, &counter_arg, "300"]))
         .collect();
+    // Python's start-up takes longer than the Rust loop: start everyone at once, so that the
+    // two languages really contend.
+    for p in &mut pythons {
+        p.expect("ready");
+    }
+    for p in &mut pythons {
+        p.send("go");
+    }
     thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {

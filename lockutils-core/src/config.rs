@@ -22,6 +22,13 @@ use crate::error::Error;
 /// The environment variable oslo reads the default lock directory from.
 pub const LOCK_PATH_ENV: &str = "OSLO_LOCK_PATH";
 
+/// Path separators, replaced by `_` in names (oslo replaces `os.sep`; on Windows both `\`
+/// and `/` separate).
+#[cfg(not(windows))]
+const SEPARATORS: &[char] = &['/'];
+#[cfg(windows)]
+const SEPARATORS: &[char] = &['/', '\\', ':'];
+
 /// The longest file name (in bytes) accepted before asking the file system; 255 is the limit
 /// of every common Linux file system. A file system with a lower limit reports
 /// `ENAMETOOLONG`, which is turned into the same [`Error::InvalidName`].
@@ -109,7 +116,18 @@ impl LockConfig {
             if !in_section {
                 continue;
             }
-            let value = value.trim();
+            let value = unquote(value.trim());
+            if value.contains('$') {
+                return Err((
+                    line_no,
+                    format!(
+                        "{}: {value:?} uses oslo.config interpolation ($name), which is not \
+                         supported here; write the path out, or lock files would go elsewhere \
+                         than Python's",
+                        key.trim()
+                    ),
+                ));
+            }
             match key.trim() {
                 "lock_path" => {
                     conf.lock_path = (!value.is_empty()).then(|| PathBuf::from(value));
@@ -127,6 +145,19 @@ impl LockConfig {
         }
         Ok(conf)
     }
+}
+
+/// oslo.config strips one pair of matching quotes around a value.
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
+            return inner;
+        }
+    }
+    value
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -254,11 +285,11 @@ fn lock_file_name(name: &str, prefix: Option<&str>) -> Result<String, Error> {
     if name.contains('\0') {
         return Err(Error::invalid_name(name, "the name contains a NUL byte"));
     }
-    let sanitized = name.replace(std::path::MAIN_SEPARATOR, "_");
+    let sanitized = name.replace(SEPARATORS, "_");
     let file = match prefix.filter(|p| !p.is_empty()) {
         None => sanitized,
         Some(prefix) => {
-            if prefix.contains(['/', '\0']) {
+            if prefix.contains(SEPARATORS) || prefix.contains('\0') {
                 return Err(Error::invalid_name(
                     name,
                     format!("the prefix {prefix:?} contains '/' or a NUL byte"),
@@ -352,6 +383,16 @@ mod tests {
         assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/var/lock/nova")));
         assert!(conf.disable_process_locking);
         assert_eq!(LockConfig::from_ini_str("").unwrap(), LockConfig::default());
+    }
+
+    #[test]
+    fn ini_values_like_oslo_config() {
+        let conf =
+            LockConfig::from_ini_str("[oslo_concurrency]\nlock_path = \"/quoted/path\"\n").unwrap();
+        assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/quoted/path")));
+        let err = LockConfig::from_ini_str("[oslo_concurrency]\nlock_path = $state_path/tmp\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("interpolation"), "{err}");
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub trait ExternalBackend: Send + Sync {
     /// Releases what [`acquire`](Self::acquire) took for the lock `name`; on an error the
     /// lock must be released all the same (by closing what holds it).
     fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error>;
+
+    /// Whether what `cache` holds (after an `acquire` not yet released) is the external lock
+    /// of `target`. A reentrant in-process holder asking again with another prefix or lock
+    /// path asks for a different lock, which it must not be told it holds.
+    fn holds(&self, target: &ExternalTarget<'_>, cache: &mut ExternalCache) -> Result<bool, Error>;
 }
 
 /// External locks as lock files (see the `file` module docs for the primitive): the backend
@@ -115,9 +120,25 @@ impl ExternalBackend for FileBackend {
 
     fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error> {
         let state = cache.get_or_insert_with(FileState::default);
-        unlock_slot(&mut state.file, name)
+        let result = unlock_slot(&mut state.file, name);
+        // Descriptors are kept for speed, but not without bound: names used once each must
+        // not exhaust the process's descriptor limit before the registry sweeps them.
+        if LockFile::open_count() > MAX_KEPT_DESCRIPTORS {
+            state.file = None;
+        }
+        result
+    }
+
+    fn holds(&self, target: &ExternalTarget<'_>, cache: &mut ExternalCache) -> Result<bool, Error> {
+        let state = cache.get_or_insert_with(FileState::default);
+        let path = lock_file_path(target.name, target.prefix, target.lock_path)?;
+        Ok(state.file.as_ref().is_some_and(|f| f.path() == path))
     }
 }
+
+/// Lock file descriptors the process keeps open between uses, at most (beyond that, a
+/// released lock closes its file).
+pub const MAX_KEPT_DESCRIPTORS: usize = 256;
 
 /// What [`FileBackend`] keeps per name: the lock file's path, what it was worked out from, and
 /// the open file.
@@ -398,7 +419,17 @@ impl InterProcessReaderWriterLock {
 
     fn read_with(&self, wait: Wait) -> Result<InterProcessReadGuard<'_>, Error> {
         let deadline = self.inner.enter(1, wait)?;
-        let mut readers = self.readers.lock();
+        // The first reader may be waiting in the kernel while holding this; a try or a timed
+        // wait must not wait for it longer than allowed.
+        let readers = match (wait, deadline) {
+            (Wait::Never, _) => self.readers.try_lock(),
+            (Wait::For(_), Some(deadline)) => self.readers.try_lock_until(deadline),
+            (Wait::For(_), None) | (Wait::Forever, _) => Some(self.readers.lock()),
+        };
+        let Some(mut readers) = readers else {
+            self.inner.gate.release(1);
+            return Err(Error::acquire_failed(&self.inner.name, wait.waited()));
+        };
         if *readers == 0 {
             // The first reader in this process takes the file's read lock for all of them.
             if let Err(e) = self.inner.lock_file(Mode::Shared, wait, deadline) {

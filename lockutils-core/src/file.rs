@@ -39,6 +39,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -53,8 +54,36 @@ pub(crate) enum Mode {
     Exclusive,
 }
 
-/// The shortest pause between two tries of a timed wait.
+/// The shortest pause between two tries of a timed wait (also the floor of `delay`).
 const FIRST_PAUSE: Duration = Duration::from_micros(50);
+
+/// How often a try reopens a file that was deleted under it before giving up.
+const MAX_STALE_RETRIES: u32 = 8;
+
+/// Lock files open in this process (kept ones included).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// How many times this process image was forked (see [`fork_generation`]).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// A counter that changes in a child after `fork()`. A descriptor kept from before the fork
+/// shares its open file description, and so its lock, with the parent: the child must not use
+/// it (it would "hold" whatever the parent holds).
+fn fork_generation() -> u64 {
+    #[cfg(unix)]
+    {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        extern "C" fn in_child() {
+            FORKS.fetch_add(1, Ordering::Relaxed);
+        }
+        HOOK.call_once(|| {
+            // SAFETY: registers a handler that only bumps an atomic, which is async-signal-safe
+            // as a fork handler must be.
+            unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        });
+    }
+    FORKS.load(Ordering::Relaxed)
+}
 
 /// An open lock file.
 #[derive(Debug)]
@@ -62,6 +91,14 @@ pub(crate) struct LockFile {
     file: File,
     path: PathBuf,
     identity: Identity,
+    /// [`fork_generation`] when opened.
+    generation: u64,
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Device and inode: what "the same file" means.
@@ -98,11 +135,18 @@ impl LockFile {
                 reason: "it is not a regular file",
             });
         }
+        OPEN.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
             file,
             path: path.to_owned(),
             identity: identity(&meta),
+            generation: fork_generation(),
         })
+    }
+
+    /// Lock files open in this process right now.
+    pub(crate) fn open_count() -> usize {
+        OPEN.load(Ordering::Relaxed)
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -124,9 +168,17 @@ impl LockFile {
             Wait::For(timeout) => Instant::now().checked_add(timeout),
             Wait::Never | Wait::Forever => None,
         };
-        if slot.as_ref().is_some_and(|f| f.path != path) {
+        // A kept descriptor of another path, or inherited through fork(), is closed. (Closing
+        // an inherited copy leaves the parent's lock alone: the parent keeps its descriptor.)
+        if slot
+            .as_ref()
+            .is_some_and(|f| f.path != path || f.generation != fork_generation())
+        {
             *slot = None;
         }
+        // Each retry follows a deletion of the file; bounded so that a tight loop of deleters
+        // cannot keep a try from returning.
+        let mut retries = 0u32;
         loop {
             let (file, fresh) = match slot {
                 Some(file) => (file, false),
@@ -150,7 +202,18 @@ impl LockFile {
                 Ok(true) => return Ok(()),
                 // Deleted or replaced while we waited (or while the descriptor sat cached):
                 // this lock guards nothing. Let it go and lock what the path names now.
-                Ok(false) => *slot = None,
+                Ok(false) => {
+                    *slot = None;
+                    retries += 1;
+                    let out_of_time = match wait {
+                        Wait::Never => retries > MAX_STALE_RETRIES,
+                        Wait::For(_) => deadline.is_some_and(|d| Instant::now() >= d),
+                        Wait::Forever => false,
+                    };
+                    if out_of_time {
+                        return Err(Error::acquire_failed(name, wait.waited()));
+                    }
+                }
                 Err(e) => {
                     let _ = file.unlock();
                     return Err(Error::io(name, path.to_owned(), "check lock file", e));
@@ -189,7 +252,8 @@ impl LockFile {
     fn lock_until(&self, mode: Mode, deadline: Instant, max_pause: Duration) -> io::Result<bool> {
         // No operating system offers a timed wait for a record lock, so a timed wait tries
         // with growing pauses (a wait without timeout blocks in the kernel instead).
-        let mut pause = FIRST_PAUSE.min(max_pause);
+        let max_pause = max_pause.max(FIRST_PAUSE);
+        let mut pause = FIRST_PAUSE;
         loop {
             if self.try_lock(mode)? {
                 return Ok(true);
@@ -199,7 +263,7 @@ impl LockFile {
                 return Ok(false);
             }
             std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(max_pause.max(FIRST_PAUSE));
+            pause = (pause * 2).min(max_pause);
         }
     }
 }
@@ -229,12 +293,14 @@ fn open_error(name: &str, path: &Path, e: io::Error) -> Error {
     #[cfg(unix)]
     {
         match e.raw_os_error() {
-            // O_NOFOLLOW on a symbolic link.
-            Some(libc::ELOOP) => {
+            // O_NOFOLLOW on a symbolic link (Linux: ELOOP; the BSDs: EMLINK).
+            Some(libc::ELOOP | libc::EMLINK) => {
                 return Error::UnsafeLockFile {
                     name: name.to_owned(),
                     path: path.to_owned(),
-                    reason: "it is a symbolic link (possibly planted); it is not followed",
+                    reason: "it is a symbolic link (which may have been planted), or the lock \
+                             directory's path loops through links; links to lock files are \
+                             not followed",
                 };
             }
             Some(libc::ENAMETOOLONG) => {

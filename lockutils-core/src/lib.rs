@@ -42,7 +42,7 @@ pub use error::Error;
 pub use external::{
     DEFAULT_DELAY, ExternalBackend, ExternalCache, ExternalTarget, FileBackend, InterProcessGuard,
     InterProcessLock, InterProcessReadGuard, InterProcessReaderWriterLock, InterProcessWriteGuard,
-    Prefix, external_lock, lock_with_prefix, remove_external_lock_file,
+    MAX_KEPT_DESCRIPTORS, Prefix, external_lock, lock_with_prefix, remove_external_lock_file,
     remove_external_lock_file_with_prefix,
 };
 pub use fair::{FairLock, FairLocks};

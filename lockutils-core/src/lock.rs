@@ -242,15 +242,17 @@ impl<'a> LockBuilder<'a> {
                 wait,
             )?))
         };
-        if self.do_log {
-            tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
-        }
+        // The guard exists before anything is logged: a panicking log subscriber must not
+        // leave the lock held.
         let mut guard = LockGuard {
             held,
             do_log: self.do_log,
             external: None,
             _thread_bound: PhantomData,
         };
+        if self.do_log {
+            tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
+        }
         if self.external && !process_locking_disabled() {
             let target = ExternalTarget {
                 name,
@@ -267,6 +269,13 @@ impl<'a> LockBuilder<'a> {
                     backend
                         .acquire(&target, &mut cache, remaining(wait, deadline))
                         .map_err(|e| e.with_waited(wait))?;
+                } else if !backend.holds(&target, &mut cache)? {
+                    return Err(Error::InvalidOptions {
+                        name: name.to_owned(),
+                        reason: "this thread already holds this name's (reentrant) lock with \
+                                 another external lock (another prefix or lock path); one name \
+                                 cannot guard two lock files at once",
+                    });
                 }
                 cache.depth += 1;
             }
@@ -409,18 +418,11 @@ impl LockGuard {
     }
 }
 
+/// Releases the external lock, then logs; the in-process lock is released after this, when
+/// the `held` field drops (so also if a log subscriber panics), as oslo orders it.
 impl Drop for LockGuard {
     #[inline]
     fn drop(&mut self) {
-        if self.do_log {
-            // The name is looked up only if the line is logged.
-            tracing::debug!(
-                target: LOG_TARGET,
-                lock = self.name(),
-                "Releasing lock \"{}\"",
-                self.name()
-            );
-        }
         if let Some(backend) = self.external {
             let name = self.name();
             let mut cache = self.held.external().lock();
@@ -431,7 +433,22 @@ impl Drop for LockGuard {
                 tracing::warn!(target: LOG_TARGET, lock = name, "{e}");
             }
         }
-        match &mut self.held {
+        if self.do_log {
+            // The name is looked up only if the line is logged.
+            tracing::debug!(
+                target: LOG_TARGET,
+                lock = self.name(),
+                "Releasing lock \"{}\"",
+                self.name()
+            );
+        }
+    }
+}
+
+impl Drop for Held {
+    #[inline]
+    fn drop(&mut self) {
+        match self {
             Held::Semaphore(sem) => match sem.take().expect("held until drop") {
                 // The last use of a pinned entry (see `Pinned::release`).
                 Taken::Pinned(pinned) => {

@@ -108,6 +108,14 @@ impl Proc {
         }
     }
 
+    /// Writes `line` to the child's stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .expect("write to child");
+    }
+
     /// Closes the child's stdin (the usual "let go now" signal) and waits for it to exit.
     pub fn finish(mut self) -> ExitStatus {
         drop(self.stdin.take());
