@@ -1,7 +1,6 @@
 //! The DEBUG lines `lock()` writes, captured by a minimal `tracing` subscriber.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -15,8 +14,18 @@ struct Line {
     lock: Option<String>,
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Line>>>);
+/// The process-wide subscriber of this test binary: it files each event under the thread
+/// that emitted it, for that thread's `captured` call, if any.
+///
+/// One global subscriber, installed before any test logs, rather than one scoped subscriber
+/// per test: `tracing` caches each callsite's interest when first hit, and a first hit on one
+/// thread racing the installation of a scoped subscriber on another can cache "never" and
+/// lose that subscriber's events.
+struct Capture;
+
+thread_local! {
+    static CAPTURED: std::cell::RefCell<Option<Vec<Line>>> = const { std::cell::RefCell::new(None) };
+}
 
 struct Fields<'a>(&'a mut Line);
 
@@ -37,12 +46,6 @@ impl Visit for Fields<'_> {
 }
 
 impl Subscriber for Capture {
-    fn register_callsite(&self, _: &'static Metadata<'static>) -> tracing::subscriber::Interest {
-        // Ask `enabled` on every event: the tests of this file each install a subscriber of
-        // their own, and a cached answer must not outlive one of them.
-        tracing::subscriber::Interest::sometimes()
-    }
-
     fn enabled(&self, _: &Metadata<'_>) -> bool {
         true
     }
@@ -59,21 +62,28 @@ impl Subscriber for Capture {
             lock: None,
         };
         event.record(&mut Fields(&mut line));
-        self.0.lock().unwrap().push(line);
+        CAPTURED.with(|c| {
+            if let Some(lines) = c.borrow_mut().as_mut() {
+                lines.push(line);
+            }
+        });
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
 }
 
-/// Captures what `f` logs on this thread. Captures run one at a time: installing and dropping
-/// a subscriber rebuilds `tracing`'s global callsite interest, which must not race another
-/// test's events.
+/// Installs [`Capture`]; every test calls this (directly or through `captured`) first.
+fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| tracing::subscriber::set_global_default(Capture).expect("first subscriber"));
+}
+
+/// What `f` logs on this thread.
 fn captured(f: impl FnOnce()) -> Vec<Line> {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let capture = Capture::default();
-    tracing::subscriber::with_default(capture.clone(), f);
-    capture.0.lock().unwrap().clone()
+    install();
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    f();
+    CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default()
 }
 
 fn messages(lines: &[Line]) -> Vec<&str> {
@@ -111,6 +121,7 @@ fn fair_locks_log_the_same_lines() {
 
 #[test]
 fn a_failed_acquire_logs_only_the_attempt() {
+    install();
     let _held = lockutils::lock("busy-log").acquire().unwrap();
     let lines = std::thread::scope(|s| {
         s.spawn(|| {
@@ -224,6 +235,7 @@ fn synchronized_logs_oslos_lines_with_the_qualified_function_name() {
 
 #[test]
 fn synchronized_logs_unacquired_when_it_did_not_get_the_lock() {
+    install();
     let _held = lockutils::lock("sync-busy").acquire().unwrap();
     let lines = std::thread::scope(|s| {
         s.spawn(|| captured(|| assert!(logged_busy().is_err())))
