@@ -49,5 +49,5 @@ pub use fair::{FairLock, FairLocks};
 pub use lock::{LOG_TARGET, LockBuilder, LockGuard, internal_fair_lock, internal_lock, lock};
 pub use queue::Wait;
 pub use registry::Named;
-pub use rwlock::{Owner, ReadGuard, ReaderWriterLock, WriteGuard};
+pub use rwlock::{AsyncReadGuard, AsyncWriteGuard, Owner, ReadGuard, ReaderWriterLock, WriteGuard};
 pub use semaphore::{NamedSemaphore, Semaphore, SemaphoreGuard, Semaphores};

@@ -89,6 +89,80 @@ impl Waiter {
     pub(crate) fn is_granted(&self) -> bool {
         self.granted.load(Ordering::Acquire)
     }
+
+    /// Makes `waker` the one woken on the grant (a task may move between polls).
+    fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.lock();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+/// Waits for `n` permits without blocking a thread: the async way to wait on the same queue.
+///
+/// Cancel-safe: dropped before it completes, it leaves the queue, and permits granted to it
+/// in the meantime are given back. Once it returns `Ready`, the caller owns the permits.
+#[must_use = "futures do nothing unless polled"]
+pub(crate) struct Acquire<'a> {
+    sem: &'a RawSemaphore,
+    n: usize,
+    waiter: Option<Arc<Waiter>>,
+}
+
+impl<'a> Acquire<'a> {
+    pub(crate) fn new(sem: &'a RawSemaphore, n: usize) -> Self {
+        Self {
+            sem,
+            n,
+            waiter: None,
+        }
+    }
+}
+
+impl std::future::Future for Acquire<'_> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let Some(waiter) = &this.waiter else {
+            if this.sem.try_acquire(this.n) {
+                return Poll::Ready(());
+            }
+            return match this.sem.enqueue(this.n, cx.waker().clone()) {
+                Ok(()) => Poll::Ready(()),
+                Err(waiter) => {
+                    this.waiter = Some(waiter);
+                    Poll::Pending
+                }
+            };
+        };
+        if !waiter.is_granted() {
+            // Register first, then look again: a grant in between either sees the new waker
+            // or is seen here. (Granting sets the flag, then takes the waker.)
+            waiter.register(cx.waker());
+            if !waiter.is_granted() {
+                return Poll::Pending;
+            }
+        }
+        this.waiter = None;
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        if let Some(waiter) = self.waiter.take()
+            && self.sem.cancel(&waiter)
+        {
+            // Granted just before the cancel: the permits are ours to give back.
+            self.sem.release(self.n);
+        }
+    }
 }
 
 /// Wakes a thread blocked in [`RawSemaphore::acquire`].
@@ -509,6 +583,59 @@ mod loom_tests {
             assert!(cell.with(|v| unsafe { *v }) >= 2);
             assert_eq!(sem.available(), 1);
             assert_eq!(sem.queue_len(), 0);
+        });
+    }
+
+    #[test]
+    fn a_dropped_async_acquire_loses_no_permit() {
+        use std::future::Future;
+        use std::task::{Context, Poll};
+        model(|| {
+            let sem = Arc::new(RawSemaphore::new(1));
+            assert!(sem.try_acquire(1));
+            let releaser = {
+                let sem = sem.clone();
+                thread::spawn(move || sem.release(1))
+            };
+            let waker = noop_waker();
+            let mut cx = Context::from_waker(&waker);
+            let mut acquire = Acquire::new(&sem, 1);
+            let got = matches!(
+                std::pin::Pin::new(&mut acquire).poll(&mut cx),
+                Poll::Ready(())
+            );
+            // Cancelled at any point: before or after the release, queued or granted.
+            drop(acquire);
+            if got {
+                sem.release(1);
+            }
+            releaser.join().unwrap();
+            assert_eq!(sem.available(), 1);
+            assert_eq!(sem.queue_len(), 0);
+        });
+    }
+
+    #[test]
+    fn an_async_waiter_is_woken_by_the_release() {
+        model(|| {
+            let sem = Arc::new(RawSemaphore::new(1));
+            assert!(sem.try_acquire(1));
+            let releaser = {
+                let sem = sem.clone();
+                thread::spawn(move || sem.release(1))
+            };
+            // A minimal executor: park until the waker fires. A lost wake-up is a deadlock,
+            // which loom reports.
+            use std::future::Future;
+            let waker = thread_waker();
+            let mut cx = std::task::Context::from_waker(&waker);
+            let mut acquire = Acquire::new(&sem, 1);
+            while std::pin::Pin::new(&mut acquire).poll(&mut cx).is_pending() {
+                park();
+            }
+            releaser.join().unwrap();
+            assert_eq!(sem.available(), 0);
+            sem.release(1);
         });
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::error::Error;
-use crate::queue::{MAX_PERMITS, RawSemaphore, Wait};
+use crate::queue::{Acquire, MAX_PERMITS, RawSemaphore, Wait};
 use crate::registry::Create;
 use crate::sync::thread_id;
 
@@ -126,6 +126,23 @@ impl ReaderWriterLock {
     pub fn try_write_for(&self, timeout: Duration) -> Result<WriteGuard<'_>, Error> {
         self.write_with(Wait::For(timeout))
             .map(|()| WriteGuard::new(self))
+    }
+
+    /// Takes the read side for an async task, waiting without blocking the thread, in the same
+    /// FIFO queue as threads (so behind a waiting writer).
+    ///
+    /// Task holders are not tracked per thread: this is not reentrant (a task holding the write
+    /// side that asks again waits for itself), and [`is_reader`](Self::is_reader) and
+    /// [`owner`](Self::owner) do not see it. Cancel-safe; the future and the guard are `Send`.
+    pub async fn read_async(&self) -> AsyncReadGuard<'_> {
+        Acquire::new(&self.raw, 1).await;
+        AsyncReadGuard { lock: self }
+    }
+
+    /// Takes the write side for an async task; see [`read_async`](Self::read_async).
+    pub async fn write_async(&self) -> AsyncWriteGuard<'_> {
+        Acquire::new(&self.raw, MAX_PERMITS).await;
+        AsyncWriteGuard { lock: self }
     }
 
     /// Takes the read side without a guard; pair with [`release_read`](Self::release_read).
@@ -358,6 +375,46 @@ impl Drop for WriteGuard<'_> {
 impl fmt::Debug for WriteGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteGuard")
+            .field("lock", &self.lock.name)
+            .finish()
+    }
+}
+
+/// The read side of a [`ReaderWriterLock`] held by an async task; released when dropped.
+#[must_use = "the read lock is released as soon as the guard is dropped"]
+pub struct AsyncReadGuard<'a> {
+    lock: &'a ReaderWriterLock,
+}
+
+impl Drop for AsyncReadGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.raw.release(1);
+    }
+}
+
+impl fmt::Debug for AsyncReadGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncReadGuard")
+            .field("lock", &self.lock.name)
+            .finish()
+    }
+}
+
+/// The write side of a [`ReaderWriterLock`] held by an async task; released when dropped.
+#[must_use = "the write lock is released as soon as the guard is dropped"]
+pub struct AsyncWriteGuard<'a> {
+    lock: &'a ReaderWriterLock,
+}
+
+impl Drop for AsyncWriteGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.raw.release(MAX_PERMITS);
+    }
+}
+
+impl fmt::Debug for AsyncWriteGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncWriteGuard")
             .field("lock", &self.lock.name)
             .finish()
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use crate::queue::{MAX_PERMITS, RawSemaphore, Wait};
+use crate::queue::{Acquire, MAX_PERMITS, RawSemaphore, Wait};
 use crate::registry::{Create, Named, Registry};
 
 /// A counting semaphore with a strict FIFO queue of waiters.
@@ -48,6 +48,17 @@ impl Semaphore {
     /// Takes a permit, waiting as long as it takes.
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
         self.acquire_with(Wait::Forever);
+        SemaphoreGuard { sem: self }
+    }
+
+    /// Takes a permit, waiting without blocking the thread: the async twin of
+    /// [`acquire`](Self::acquire), on the same FIFO queue (async and blocking waiters are
+    /// served in the order they queued). Runtime-agnostic.
+    ///
+    /// Cancel-safe: dropping the future before it completes leaves nothing held or queued.
+    /// The future and the guard are `Send`.
+    pub async fn acquire_async(&self) -> SemaphoreGuard<'_> {
+        Acquire::new(&self.raw, 1).await;
         SemaphoreGuard { sem: self }
     }
 
