@@ -56,6 +56,33 @@ fn uncontended(c: &mut Criterion) {
     g.finish();
 }
 
+/// Uncontended async acquire+release, polled by `futures::executor::block_on`.
+fn uncontended_async(c: &mut Criterion) {
+    let mut g = c.benchmark_group("uncontended_async");
+    let sem = lockutils::Semaphore::new(1);
+    g.bench_function("block_on_empty_future", |b| {
+        b.iter(|| futures::executor::block_on(async { black_box(()) }))
+    });
+    g.bench_function("semaphore_acquire_async", |b| {
+        b.iter(|| {
+            futures::executor::block_on(async { drop(black_box(&sem).acquire_async().await) })
+        })
+    });
+    g.bench_function("lock_instance_42_acquire_async", |b| {
+        b.iter(|| {
+            futures::executor::block_on(async {
+                drop(
+                    lock(black_box("instance-42"))
+                        .acquire_async()
+                        .await
+                        .unwrap(),
+                )
+            })
+        })
+    });
+    g.finish();
+}
+
 /// Runs `op(thread_index)` `iters` times on each of `threads` threads started together, and
 /// returns the wall time of the slowest.
 fn on_threads(threads: usize, iters: u64, op: impl Fn(usize) + Sync) -> Duration {
@@ -105,5 +132,5 @@ fn scaling(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, uncontended, scaling);
+criterion_group!(benches, uncontended, uncontended_async, scaling);
 criterion_main!(benches);

@@ -239,3 +239,182 @@ fn futures_and_guards_are_send() {
         drop(assert_send(rw.read_async().await));
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_builder_a_thousand_tasks_on_one_name_and_on_many() {
+    let one = Arc::new(RacyCounter::new());
+    let many: Arc<Vec<RacyCounter>> = Arc::new((0..10).map(|_| RacyCounter::new()).collect());
+    let tasks: Vec<_> = (0..1_000)
+        .map(|t| {
+            let (one, many) = (one.clone(), many.clone());
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    {
+                        let _g = lockutils::lock("async-one").acquire_async().await.unwrap();
+                        one.increment();
+                        tokio::task::yield_now().await;
+                    }
+                    let n = (t + i) % 10;
+                    let name = format!("async-many-{n}");
+                    let _g = lockutils::lock(&name).acquire_async().await.unwrap();
+                    many[n].increment();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(one.get(), 100_000);
+    assert_eq!(many.iter().map(RacyCounter::get).sum::<usize>(), 100_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_builder_nonblocking_and_timeout_in_async() {
+    let sems = Arc::new(lockutils::Semaphores::new());
+    let held = {
+        let sems = sems.clone();
+        // Held by a plain thread.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _g = lockutils::lock("busy").semaphores(&sems).acquire().unwrap();
+            tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        rx.recv().unwrap();
+        (thread, release_tx)
+    };
+    let err = lockutils::lock("busy")
+        .semaphores(&sems)
+        .blocking(false)
+        .acquire_async()
+        .await;
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "Failed to acquire the lock busy"
+    );
+    let started = std::time::Instant::now();
+    let err = lockutils::lock("busy")
+        .semaphores(&sems)
+        .timeout(Duration::from_millis(30))
+        .acquire_async()
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    assert_eq!(
+        err.to_string(),
+        "Failed to acquire the lock busy (gave up after waiting 30ms)"
+    );
+    assert_eq!(
+        sems.get("busy").queue_len(),
+        0,
+        "the timed-out task left the queue"
+    );
+    held.1.send(()).unwrap();
+    held.0.join().unwrap();
+    let guard = lockutils::lock("busy")
+        .semaphores(&sems)
+        .timeout(Duration::from_secs(5))
+        .acquire_async()
+        .await
+        .unwrap();
+    assert_eq!(guard.name(), "busy");
+    drop(guard);
+    assert_eq!(sems.len(), 0);
+}
+
+#[test]
+fn lock_builder_fair_async_under_block_on_and_current_thread() {
+    static LOCKS: std::sync::LazyLock<lockutils::FairLocks> =
+        std::sync::LazyLock::new(lockutils::FairLocks::new);
+    let fair = || lockutils::lock("fair-async").fair_locks(&LOCKS);
+    futures::executor::block_on(async {
+        let g = fair().acquire_async().await.unwrap();
+        // Task holders are not thread-reentrant: this thread cannot take it meanwhile.
+        assert!(fair().blocking(false).acquire().is_err());
+        drop(g);
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    runtime.block_on(async {
+        let g = fair().acquire_async().await.unwrap();
+        let waiters: Vec<_> = (0..3)
+            .map(|i| {
+                let order = order.clone();
+                tokio::spawn(async move {
+                    let _g = fair().acquire_async().await.unwrap();
+                    order.lock().unwrap().push(i);
+                })
+            })
+            .collect();
+        // Let every waiter queue, in spawn order, before the holder lets go.
+        while LOCKS.get("fair-async").queue_len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        drop(g);
+        for w in waiters {
+            w.await.unwrap();
+        }
+    });
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+    assert_eq!(LOCKS.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_builder_cancellations_leave_nothing_behind() {
+    let sems = Arc::new(lockutils::Semaphores::new());
+    let counter = Arc::new(RacyCounter::new());
+    let tasks: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (sems, counter) = (sems.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut got = 0;
+                for i in 0..500u64 {
+                    let wait = Duration::from_micros((i * 13 + t * 7) % 60);
+                    let acquire = lockutils::lock("cancel-me")
+                        .semaphores(&sems)
+                        .acquire_async();
+                    if let Ok(Ok(_guard)) = tokio::time::timeout(wait, acquire).await {
+                        counter.increment();
+                        got += 1;
+                        tokio::task::yield_now().await;
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    assert_eq!(counter.get(), total);
+    assert_eq!(sems.len(), 0, "no waiter or holder left");
+    drop(
+        lockutils::lock("cancel-me")
+            .semaphores(&sems)
+            .blocking(false)
+            .acquire()
+            .unwrap(),
+    );
+}
+
+#[test]
+fn lock_builder_async_refuses_external_for_now() {
+    let err = futures::executor::block_on(
+        lockutils::lock("ext")
+            .external(true)
+            .lock_path("/tmp")
+            .acquire_async(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, lockutils::Error::InvalidOptions { .. }),
+        "{err}"
+    );
+    drop(assert_send(lockutils::lock("x").acquire_async()));
+}

@@ -33,6 +33,7 @@ mod registry;
 pub mod rwlock;
 pub mod semaphore;
 mod sync;
+mod timer;
 
 pub use config::{
     LOCK_PATH_ENV, LockConfig, configure, current_config, get_lock_path, lock_file_path,
@@ -46,7 +47,9 @@ pub use external::{
     remove_external_lock_file_with_prefix,
 };
 pub use fair::{FairLock, FairLocks};
-pub use lock::{LOG_TARGET, LockBuilder, LockGuard, internal_fair_lock, internal_lock, lock};
+pub use lock::{
+    AsyncLockGuard, LOG_TARGET, LockBuilder, LockGuard, internal_fair_lock, internal_lock, lock,
+};
 pub use queue::Wait;
 pub use registry::Named;
 pub use rwlock::{AsyncReadGuard, AsyncWriteGuard, Owner, ReadGuard, ReaderWriterLock, WriteGuard};

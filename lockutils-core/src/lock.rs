@@ -12,7 +12,7 @@ use crate::external::{
     DEFAULT_DELAY, ExternalBackend, ExternalTarget, FileBackend, deadline, remaining,
 };
 use crate::fair::{FairLock, FairLocks};
-use crate::queue::Wait;
+use crate::queue::{Acquire, AcquireUntil, MAX_PERMITS, RawSemaphore, Wait};
 use crate::registry::Taken;
 use crate::rwlock::ReaderWriterLock;
 use crate::semaphore::{NamedSemaphore, Semaphore, Semaphores};
@@ -289,6 +289,132 @@ impl<'a> LockBuilder<'a> {
             }
         }
         Ok(guard)
+    }
+}
+
+impl LockBuilder<'_> {
+    /// Takes the lock without blocking the thread: the async twin of
+    /// [`acquire`](Self::acquire), on the same FIFO queue as blocking callers, with the same
+    /// options (`blocking(false)` tries once; `timeout` waits at most that long, timed by a
+    /// lockutils thread, so any executor works). Runtime-agnostic.
+    ///
+    /// The returned [`AsyncLockGuard`] is `Send`, so a spawned task can hold it across
+    /// `.await`. Cancel-safe: dropping the future before it completes leaves nothing held or
+    /// queued.
+    ///
+    /// # Not (yet) supported
+    /// - `external(true)`: [`Error::InvalidOptions`]. Take external locks with
+    ///   [`acquire`](Self::acquire) on a blocking thread (for example tokio's
+    ///   `spawn_blocking`) for now.
+    /// - Reentrancy: holders are tasks, which have no identity lockutils can see. A task that
+    ///   awaits a lock it already holds (fair or not) waits forever, as with any async mutex.
+    pub async fn acquire_async(self) -> Result<AsyncLockGuard, Error> {
+        let name = self.name;
+        if self.external && !process_locking_disabled() {
+            return Err(Error::InvalidOptions {
+                name: name.to_owned(),
+                reason: "external locks cannot be awaited yet; take them with acquire() on a \
+                         blocking thread",
+            });
+        }
+        if self.fair && self.semaphores.is_some() {
+            return Err(Error::InvalidOptions {
+                name: name.to_owned(),
+                reason: "a fair lock cannot come from a Semaphores container; \
+                         pass a FairLocks container with .fair_locks() instead",
+            });
+        }
+        if self.do_log {
+            tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\"");
+        }
+        let held = if self.fair {
+            AsyncHeld::Fair(self.fair_locks.unwrap_or(FairLocks::global()).get(name))
+        } else {
+            AsyncHeld::Semaphore(self.semaphores.unwrap_or(Semaphores::global()).get(name))
+        };
+        let (raw, permits) = held.raw();
+        let wait = Wait::new(self.blocking, self.timeout);
+        let acquired = match (wait, deadline(wait)) {
+            (Wait::Never, _) => raw.try_acquire(permits),
+            (Wait::For(_), Some(deadline)) => AcquireUntil::new(raw, permits, deadline).await,
+            (Wait::For(_), None) | (Wait::Forever, _) => {
+                Acquire::new(raw, permits).await;
+                true
+            }
+        };
+        if !acquired {
+            return Err(Error::acquire_failed(name, wait.waited()));
+        }
+        let guard = AsyncLockGuard {
+            held,
+            do_log: self.do_log,
+        };
+        if self.do_log {
+            tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
+        }
+        Ok(guard)
+    }
+}
+
+/// What an [`AsyncLockGuard`] holds: permits of a counted handle's queue.
+enum AsyncHeld {
+    Semaphore(NamedSemaphore),
+    /// All permits: the write side, held by a task.
+    Fair(FairLock),
+}
+
+impl AsyncHeld {
+    fn raw(&self) -> (&RawSemaphore, usize) {
+        match self {
+            AsyncHeld::Semaphore(sem) => (sem.raw(), 1),
+            AsyncHeld::Fair(lock) => (lock.raw(), MAX_PERMITS),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            AsyncHeld::Semaphore(sem) => sem.name(),
+            AsyncHeld::Fair(lock) => lock.name(),
+        }
+    }
+}
+
+/// A lock held by an async task, from [`LockBuilder::acquire_async`]; released when dropped.
+///
+/// `Send`: a task may hold it across `.await` and move between threads.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct AsyncLockGuard {
+    held: AsyncHeld,
+    do_log: bool,
+}
+
+impl AsyncLockGuard {
+    /// The name of the held lock.
+    pub fn name(&self) -> &str {
+        self.held.name()
+    }
+}
+
+impl Drop for AsyncLockGuard {
+    fn drop(&mut self) {
+        if self.do_log {
+            tracing::debug!(
+                target: LOG_TARGET,
+                lock = self.name(),
+                "Releasing lock \"{}\"",
+                self.name()
+            );
+        }
+        let (raw, permits) = self.held.raw();
+        raw.release(permits);
+    }
+}
+
+impl fmt::Debug for AsyncLockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncLockGuard")
+            .field("name", &self.name())
+            .finish()
     }
 }
 

@@ -154,6 +154,41 @@ impl std::future::Future for Acquire<'_> {
     }
 }
 
+/// [`Acquire`] with a deadline: `true` if the permits were taken, `false` (nothing held or
+/// queued) once the deadline passed.
+pub(crate) struct AcquireUntil<'a> {
+    acquire: Acquire<'a>,
+    sleep: crate::timer::Sleep,
+}
+
+impl<'a> AcquireUntil<'a> {
+    pub(crate) fn new(sem: &'a RawSemaphore, n: usize, deadline: Instant) -> Self {
+        Self {
+            acquire: Acquire::new(sem, n),
+            sleep: crate::timer::Sleep::until(deadline),
+        }
+    }
+}
+
+impl std::future::Future for AcquireUntil<'_> {
+    type Output = bool;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<bool> {
+        use std::task::Poll;
+        if std::pin::Pin::new(&mut self.acquire).poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        match std::pin::Pin::new(&mut self.sleep).poll(cx) {
+            // The caller drops this future, and with it the queued acquire.
+            Poll::Ready(()) => Poll::Ready(false),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl Drop for Acquire<'_> {
     fn drop(&mut self) {
         if let Some(waiter) = self.waiter.take()

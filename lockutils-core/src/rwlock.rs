@@ -273,6 +273,10 @@ impl ReaderWriterLock {
         Ok(())
     }
 
+    pub(crate) fn raw(&self) -> &RawSemaphore {
+        &self.raw
+    }
+
     fn wait_for(&self, permits: usize, wait: Wait) -> Result<(), Error> {
         if self.raw.acquire_with(permits, wait) {
             Ok(())

@@ -97,6 +97,10 @@ impl Semaphore {
             || self.raw.acquire_with(1, wait)
     }
 
+    pub(crate) fn raw(&self) -> &RawSemaphore {
+        &self.raw
+    }
+
     /// One try that neither spins nor queues.
     #[inline]
     pub(crate) fn try_acquire_uncontended(&self) -> bool {
