@@ -418,3 +418,65 @@ fn lock_builder_async_refuses_external_for_now() {
     );
     drop(assert_send(lockutils::lock("x").acquire_async()));
 }
+
+static SYNC_COUNTER: RacyCounter = RacyCounter::new();
+
+#[lockutils::synchronized("async-synchronized")]
+async fn bump_async() {
+    SYNC_COUNTER.increment();
+    tokio::task::yield_now().await;
+}
+
+#[lockutils::synchronized(format!("async-{}", id), blocking = false)]
+async fn try_async(id: u32) -> Result<u32, lockutils::Error> {
+    Ok(id)
+}
+
+struct Service {
+    name: String,
+}
+
+impl Service {
+    #[lockutils::synchronized(self.name.as_str(), timeout = "5s")]
+    async fn call(&self, x: u32) -> std::io::Result<u32> {
+        tokio::task::yield_now().await;
+        Ok(x + 1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronized_async_fns_exclude_without_blocking_threads() {
+    let tasks: Vec<_> = (0..1_000)
+        .map(|_| {
+            tokio::spawn(async {
+                for _ in 0..100 {
+                    bump_async().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(SYNC_COUNTER.get(), 100_000);
+
+    let service = Service { name: "svc".into() };
+    assert_eq!(service.call(1).await.unwrap(), 2);
+    let held = lockutils::lock("async-7").acquire_async().await.unwrap();
+    assert!(try_async(7).await.unwrap_err().is_acquire_failed());
+    drop(held);
+    assert_eq!(try_async(7).await.unwrap(), 7);
+}
+
+#[test]
+fn futures_of_synchronized_async_fns_are_send() {
+    let service = Service {
+        name: "send".into(),
+    };
+    drop(assert_send(bump_async()));
+    drop(assert_send(try_async(1)));
+    drop(assert_send(service.call(1)));
+    futures::executor::block_on(async {
+        assert_eq!(service.call(2).await.unwrap(), 3);
+    });
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 use tracing::Level;
 
 use crate::error::Error;
-use crate::lock::{LOG_TARGET, LockBuilder, LockGuard};
+use crate::lock::{AsyncLockGuard, LOG_TARGET, LockBuilder, LockGuard};
 use crate::semaphore::NamedSemaphore;
 
 pub use crate::lock::StaticLock;
@@ -124,4 +124,70 @@ pub fn lock_failed<F>(error: Error, _here: F) -> ! {
         "#[synchronized] function `{}` did not get its lock: {error}",
         function_name::<F>()
     )
+}
+
+/// The lock held by a `#[synchronized]` `async fn`, with what its logs need. `Send`.
+#[must_use]
+pub struct SynchronizedAsync {
+    guard: Option<AsyncLockGuard>,
+    logged: Option<(Instant, &'static str)>,
+}
+
+/// [`enter`] for `async fn`: awaits the lock without blocking the thread.
+pub async fn enter_async<F>(
+    builder: LockBuilder<'_>,
+    _here: F,
+) -> Result<SynchronizedAsync, Error> {
+    let builder = builder.do_log(false);
+    if !tracing::enabled!(target: LOG_TARGET, Level::DEBUG) {
+        return builder
+            .acquire_async()
+            .await
+            .map(|guard| SynchronizedAsync {
+                guard: Some(guard),
+                logged: None,
+            });
+    }
+    let (name, func) = (builder.name(), function_name::<F>());
+    tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\" by \"{func}\"");
+    let asked = Instant::now();
+    match builder.acquire_async().await {
+        Ok(guard) => {
+            let now = Instant::now();
+            tracing::debug!(
+                target: LOG_TARGET,
+                lock = name,
+                "Lock \"{name}\" acquired by \"{func}\" :: waited {:.3}s",
+                (now - asked).as_secs_f64()
+            );
+            Ok(SynchronizedAsync {
+                guard: Some(guard),
+                logged: Some((now, func)),
+            })
+        }
+        Err(error) => {
+            tracing::debug!(
+                target: LOG_TARGET,
+                lock = name,
+                "Lock \"{name}\" \"unacquired\" by \"{func}\" :: held N/A"
+            );
+            Err(error)
+        }
+    }
+}
+
+impl Drop for SynchronizedAsync {
+    fn drop(&mut self) {
+        let (Some(guard), Some((taken, func))) = (self.guard.take(), self.logged) else {
+            return;
+        };
+        let name = guard.name().to_owned();
+        drop(guard);
+        tracing::debug!(
+            target: LOG_TARGET,
+            lock = name.as_str(),
+            "Lock \"{name}\" \"released\" by \"{func}\" :: held {:.3}s",
+            taken.elapsed().as_secs_f64()
+        );
+    }
 }

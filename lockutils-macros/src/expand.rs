@@ -34,11 +34,12 @@ pub(crate) fn expand(
             "#[synchronized] cannot go on a `const fn`: taking a lock is not a const operation",
         ));
     }
-    if let Some(asyncness) = &function.sig.asyncness {
+    let is_async = function.sig.asyncness.is_some();
+    if is_async && let Some(e) = &args.external {
         return Err(syn::Error::new(
-            asyncness.span(),
-            "#[synchronized] does not support `async fn` yet: waiting for the lock would block \
-             the executor's thread; take `lockutils::lock(..)` around the code that needs it",
+            e.span(),
+            "`external` on an `async fn` is not supported yet: external locks cannot be awaited \
+             yet; take `lockutils::lock(..).external(true).acquire()` on a blocking thread",
         ));
     }
     let returns_result = returns_result(&function.sig.output);
@@ -74,6 +75,14 @@ pub(crate) fn expand(
     } = function;
     // Mixed-site hygiene: the user's body cannot see (or clash with) these locals.
     let guard = match fast {
+        _ if is_async => quote_spanned! {Span::mixed_site()=>
+            fn __lockutils_here() {}
+            let __lockutils_guard =
+                match ::lockutils::__private::enter_async(#builder, __lockutils_here).await {
+                    ::core::result::Result::Ok(guard) => guard,
+                    ::core::result::Result::Err(error) => #on_failure,
+                };
+        },
         Some(site) => quote_spanned! {Span::mixed_site()=>
             fn __lockutils_here() {}
             let __lockutils_guard = ::lockutils::__private::enter_static(#site, __lockutils_here);

@@ -91,8 +91,15 @@ use syn::{Attribute, Ident, LitStr, Token};
 /// `Lock "NAME" "released" by "FUNC" :: held 0.000s`, or `"unacquired"` with `held N/A` when
 /// the lock was not taken. Times are measured only when those lines are on.
 ///
-/// # Not (yet)
-/// `async fn` is a compile error: waiting for the lock would block the executor's thread.
+/// # `async fn`
+/// On an `async fn` (free or method) the lock is awaited
+/// ([`acquire_async`](https://docs.rs/lockutils/latest/lockutils/struct.LockBuilder.html#method.acquire_async)):
+/// no executor thread blocks, and the function's future stays `Send`. Holders are tasks:
+/// a task that calls a function synchronized on a lock it already holds waits for itself,
+/// also with `fair = true` (thread reentrancy does not carry over to tasks). `external` is
+/// not supported on `async fn` yet (a compile error).
+///
+/// # Not supported
 /// `const fn` is a compile error.
 #[proc_macro_attribute]
 pub fn synchronized(args: TokenStream, item: TokenStream) -> TokenStream {
