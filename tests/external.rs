@@ -165,6 +165,42 @@ fn play(role: &str, args: &[String]) -> i32 {
             0
         }
         "fork" => fork_role(arg(0), arg(1)),
+        "cancel-ext" => cancel_role(arg(0), arg(1)),
+        "async-count" => {
+            let (counter, iters, tasks): (PathBuf, usize, usize) = (
+                arg(2).into(),
+                arg(3).parse().unwrap(),
+                arg(4).parse().unwrap(),
+            );
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let (name, dir) = (arg(0).to_owned(), arg(1).to_owned());
+            runtime.block_on(async move {
+                let handles: Vec<_> = (0..tasks)
+                    .map(|_| {
+                        let (name, dir, counter) = (name.clone(), dir.clone(), counter.clone());
+                        tokio::spawn(async move {
+                            for _ in 0..iters {
+                                let _g = lock(&name)
+                                    .external(true)
+                                    .lock_path(&dir)
+                                    .acquire_async()
+                                    .await
+                                    .unwrap();
+                                increment_counter(&counter);
+                                tokio::task::yield_now().await;
+                            }
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.await.unwrap();
+                }
+            });
+            0
+        }
         "rw-hold" => {
             let rw = InterProcessReaderWriterLock::new(arg(0));
             let _read;
@@ -941,4 +977,154 @@ fn nonblocking_external_lock_between_threads() {
         go_tx.send(()).unwrap();
     });
     assert_eq!(*calls.lock().unwrap(), ["other", "other"]);
+}
+
+/// Threads of this process named `name` (as /proc shows them, cut to 15 bytes).
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .count()
+}
+
+#[test]
+fn an_awaited_external_lock_blocks_no_executor_thread() {
+    let d = dir();
+    let dir_arg = path_str(d.path());
+    let mut holder = spawn("hold", &["async-ext", dir_arg]);
+    holder.expect("held");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let path = d.path().to_owned();
+        let waiter = tokio::spawn(async move {
+            let g = lock("async-ext")
+                .external(true)
+                .lock_path(&path)
+                .acquire_async()
+                .await;
+            g.unwrap()
+        });
+        // This task keeps running on the runtime's only thread while the other one waits
+        // for the file: the wait happens in the kernel on a helper thread.
+        while child::blocked_waiters(&d.path().join("async-ext")) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished());
+        assert_eq!(holder.code(), 0);
+        let guard = waiter.await.unwrap();
+        assert!(guard.name() == "async-ext");
+        assert_eq!(
+            spawn("try", &["async-ext", dir_arg]).code(),
+            1,
+            "the task holds it"
+        );
+        drop(guard);
+    });
+    assert_eq!(spawn("try", &["async-ext", dir_arg]).code(), 0);
+}
+
+/// Cancels 200 waits for a lock file another process holds; checks that they shared one
+/// helper thread; then, once told the holder is gone, that the helper ends. In a child process
+/// of its own so that no other test's helpers are counted.
+fn cancel_role(name: &str, dir: &str) -> i32 {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sems = std::sync::Arc::new(Semaphores::new());
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..200u64)
+            .map(|i| {
+                let (name, dir, sems) = (name.to_owned(), dir.to_owned(), sems.clone());
+                tokio::spawn(async move {
+                    let wait = Duration::from_micros(200 + (i * 37) % 3_000);
+                    let acquire = lock(&name)
+                        .semaphores(&sems)
+                        .external(true)
+                        .lock_path(&dir)
+                        .acquire_async();
+                    tokio::time::timeout(wait, acquire).await.is_err()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap(), "got a lock another process holds");
+        }
+    });
+    let helpers = threads_named("lockutils-file-");
+    assert!(helpers <= 1, "{helpers} helper threads for one name");
+    assert_eq!(sems.len(), 0, "nothing queued or held in-process");
+    println!("cancelled");
+    wait_for_stdin_close(); // the holder is gone
+    // The abandoned helper gets the lock, lets it go, and ends.
+    let started = std::time::Instant::now();
+    while threads_named("lockutils-file-") > 0 {
+        assert!(started.elapsed() < child::PATIENCE, "the helper thread never ended");
+        std::thread::yield_now();
+    }
+    0
+}
+
+#[test]
+fn cancelled_external_waits_leave_one_helper_at_most_and_then_none() {
+    let d = dir();
+    let dir_arg = path_str(d.path());
+    let mut holder = spawn("hold", &["cancelled-ext", dir_arg]);
+    holder.expect("held");
+    let mut canceller = spawn("cancel-ext", &["cancelled-ext", dir_arg]);
+    canceller.expect("cancelled");
+    assert_eq!(holder.code(), 0);
+    assert_eq!(canceller.code(), 0);
+    assert_eq!(
+        spawn("try", &["cancelled-ext", dir_arg]).code(),
+        0,
+        "left locked"
+    );
+}
+
+#[test]
+fn async_tasks_threads_and_processes_share_one_external_lock() {
+    let d = dir();
+    let counter = d.path().join("counter");
+    let (dir_arg, counter_arg) = (path_str(d.path()), path_str(&counter));
+    let children = [
+        spawn("async-count", &["mixed", dir_arg, counter_arg, "300", "3"]),
+        spawn("count", &["mixed", dir_arg, counter_arg, "450", "2"]),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let (path, counter) = (d.path().to_owned(), counter.clone());
+                tokio::spawn(async move {
+                    for _ in 0..300 {
+                        let _g = lock("mixed")
+                            .external(true)
+                            .lock_path(&path)
+                            .acquire_async()
+                            .await;
+                        increment_counter(&counter);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    for c in children {
+        assert_eq!(c.code(), 0);
+    }
+    assert_eq!(read_counter(&counter), 900 + 900 + 900);
 }

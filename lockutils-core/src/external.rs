@@ -12,11 +12,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use std::sync::Arc;
+
 use crate::config::lock_file_path;
 use crate::error::Error;
 use crate::file::{LockFile, Mode};
+use crate::file_wait::{FileWaiter, WaitForFile};
 use crate::lock::{LOG_TARGET, LockBuilder, lock};
 use crate::queue::{MAX_PERMITS, RawSemaphore, Wait};
+use crate::timer::Deadline;
 
 /// oslo's default `delay`: the longest pause between two tries of a timed external wait.
 pub const DEFAULT_DELAY: Duration = Duration::from_millis(10);
@@ -136,6 +140,70 @@ impl ExternalBackend for FileBackend {
     }
 }
 
+/// Takes the lock file of `target` for an async task, without blocking the thread: one try,
+/// then (if allowed to wait) a helper thread waits in the kernel and hands the file over.
+/// `deadline` bounds a timed wait. Cancel-safe (see `file_wait`). On success `cache` holds
+/// the locked file and one more level of `depth`.
+pub(crate) async fn acquire_async(
+    cache: &Mutex<ExternalCache>,
+    target: &ExternalTarget<'_>,
+    wait: Wait,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    loop {
+        let helper = {
+            let mut cache = cache.lock();
+            let state = cache.get_or_insert_with(FileState::default);
+            state.update(target)?;
+            let tried = LockFile::acquire(
+                &mut state.file,
+                target.name,
+                &state.path,
+                Mode::Exclusive,
+                Wait::Never,
+                target.delay,
+            );
+            match tried {
+                Ok(()) => {
+                    cache.depth += 1;
+                    return Ok(());
+                }
+                Err(e) if e.is_acquire_failed() && wait != Wait::Never => {}
+                Err(e) => return Err(e),
+            }
+            match &state.helper {
+                Some(helper) if helper.can_adopt(&state.path) => helper.clone(),
+                _ => {
+                    let helper = FileWaiter::spawn(target.name, state.path.clone())?;
+                    state.helper = Some(helper.clone());
+                    helper
+                }
+            }
+        };
+        let waited = WaitForFile::new(helper);
+        let outcome = match deadline {
+            Some(deadline) => Deadline::new(waited, deadline).await,
+            None => Some(waited.await),
+        };
+        let Some(delivered) = outcome else {
+            return Err(Error::acquire_failed(target.name, wait.waited()));
+        };
+        let mut cache = cache.lock();
+        let state = cache.get_or_insert_with(FileState::default);
+        state.helper = None;
+        match delivered {
+            // The helper had been abandoned and ended: start over.
+            None => continue,
+            Some(Ok(file)) => {
+                state.file = Some(file);
+                cache.depth += 1;
+                return Ok(());
+            }
+            Some(Err(e)) => return Err(e),
+        }
+    }
+}
+
 /// Lock file descriptors the process keeps open between uses, at most (beyond that, a
 /// released lock closes its file).
 pub const MAX_KEPT_DESCRIPTORS: usize = 256;
@@ -149,6 +217,8 @@ struct FileState {
     config_version: u64,
     path: PathBuf,
     file: Option<LockFile>,
+    /// The thread waiting for the file on behalf of an async task (see `file_wait`).
+    helper: Option<Arc<FileWaiter>>,
 }
 
 impl FileState {

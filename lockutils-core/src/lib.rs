@@ -27,6 +27,7 @@ pub mod error;
 pub mod external;
 pub mod fair;
 mod file;
+mod file_wait;
 pub mod lock;
 mod queue;
 mod registry;

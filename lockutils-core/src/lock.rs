@@ -302,21 +302,17 @@ impl LockBuilder<'_> {
     /// `.await`. Cancel-safe: dropping the future before it completes leaves nothing held or
     /// queued.
     ///
-    /// # Not (yet) supported
-    /// - `external(true)`: [`Error::InvalidOptions`]. Take external locks with
-    ///   [`acquire`](Self::acquire) on a blocking thread (for example tokio's
-    ///   `spawn_blocking`) for now.
-    /// - Reentrancy: holders are tasks, which have no identity lockutils can see. A task that
-    ///   awaits a lock it already holds (fair or not) waits forever, as with any async mutex.
+    /// With `external(true)`, after one try, a lockutils helper thread waits for the lock file
+    /// in the kernel and hands it to the task, so the handoff is as prompt as for a blocked
+    /// thread and no executor thread blocks. A cancelled wait abandons its helper, which lets
+    /// the lock go as soon as it gets it; the next wait for the same name adopts it, so a
+    /// name never has more than one helper.
+    ///
+    /// # Reentrancy
+    /// Holders are tasks, which have no identity lockutils can see: a task that awaits a lock
+    /// it already holds (fair or not) waits forever, as with any async mutex.
     pub async fn acquire_async(self) -> Result<AsyncLockGuard, Error> {
         let name = self.name;
-        if self.external && !process_locking_disabled() {
-            return Err(Error::InvalidOptions {
-                name: name.to_owned(),
-                reason: "external locks cannot be awaited yet; take them with acquire() on a \
-                         blocking thread",
-            });
-        }
         if self.fair && self.semaphores.is_some() {
             return Err(Error::InvalidOptions {
                 name: name.to_owned(),
@@ -334,7 +330,8 @@ impl LockBuilder<'_> {
         };
         let (raw, permits) = held.raw();
         let wait = Wait::new(self.blocking, self.timeout);
-        let acquired = match (wait, deadline(wait)) {
+        let deadline = deadline(wait);
+        let acquired = match (wait, deadline) {
             (Wait::Never, _) => raw.try_acquire(permits),
             (Wait::For(_), Some(deadline)) => AcquireUntil::new(raw, permits, deadline).await,
             (Wait::For(_), None) | (Wait::Forever, _) => {
@@ -345,12 +342,39 @@ impl LockBuilder<'_> {
         if !acquired {
             return Err(Error::acquire_failed(name, wait.waited()));
         }
-        let guard = AsyncLockGuard {
+        let mut guard = AsyncLockGuard {
             held,
             do_log: self.do_log,
+            external: false,
         };
         if self.do_log {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
+        }
+        if self.external && !process_locking_disabled() {
+            let target = ExternalTarget {
+                name,
+                prefix: self.prefix,
+                lock_path: self.lock_path,
+                delay: self.delay,
+            };
+            // On failure the guard, still without the external lock, releases the in-process
+            // lock.
+            crate::external::acquire_async(
+                guard.held.external(),
+                &target,
+                remaining(wait, deadline),
+                deadline,
+            )
+            .await
+            .map_err(|e| e.with_waited(wait))?;
+            guard.external = true;
+            if self.do_log {
+                tracing::debug!(
+                    target: LOG_TARGET,
+                    lock = name,
+                    "Acquired external semaphore \"{name}\""
+                );
+            }
         }
         Ok(guard)
     }
@@ -377,6 +401,13 @@ impl AsyncHeld {
             AsyncHeld::Fair(lock) => lock.name(),
         }
     }
+
+    fn external(&self) -> &parking_lot::Mutex<crate::external::ExternalCache> {
+        match self {
+            AsyncHeld::Semaphore(sem) => sem.external(),
+            AsyncHeld::Fair(lock) => lock.external(),
+        }
+    }
 }
 
 /// A lock held by an async task, from [`LockBuilder::acquire_async`]; released when dropped.
@@ -386,6 +417,8 @@ impl AsyncHeld {
 pub struct AsyncLockGuard {
     held: AsyncHeld,
     do_log: bool,
+    /// Whether the external lock is held too.
+    external: bool,
 }
 
 impl AsyncLockGuard {
@@ -397,6 +430,16 @@ impl AsyncLockGuard {
 
 impl Drop for AsyncLockGuard {
     fn drop(&mut self) {
+        if self.external {
+            let name = self.name();
+            let mut cache = self.held.external().lock();
+            cache.depth -= 1;
+            if cache.depth == 0
+                && let Err(e) = FileBackend.release(name, &mut cache)
+            {
+                tracing::warn!(target: LOG_TARGET, lock = name, "{e}");
+            }
+        }
         if self.do_log {
             tracing::debug!(
                 target: LOG_TARGET,

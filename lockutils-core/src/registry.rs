@@ -78,6 +78,11 @@ impl<T> Named<T> {
         &self.entry.name
     }
 
+    /// The external backend's state for this name.
+    pub(crate) fn external(&self) -> &Mutex<ExternalCache> {
+        &self.entry.external
+    }
+
     /// Whether two handles refer to the same lock.
     pub fn ptr_eq(this: &Self, other: &Self) -> bool {
         Arc::ptr_eq(&this.entry, &other.entry)

@@ -102,3 +102,30 @@ impl Drop for Sleep {
         }
     }
 }
+
+/// `future` with a deadline: `Some(output)`, or `None` once the deadline passed (the future
+/// is then dropped by the caller, which cancels it).
+pub(crate) struct Deadline<F> {
+    future: F,
+    sleep: Sleep,
+}
+
+impl<F: Future + Unpin> Deadline<F> {
+    pub(crate) fn new(future: F, deadline: Instant) -> Self {
+        Self {
+            future,
+            sleep: Sleep::until(deadline),
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Deadline<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(output) = Pin::new(&mut self.future).poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        Pin::new(&mut self.sleep).poll(cx).map(|()| None)
+    }
+}

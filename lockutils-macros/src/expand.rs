@@ -35,13 +35,6 @@ pub(crate) fn expand(
         ));
     }
     let is_async = function.sig.asyncness.is_some();
-    if is_async && let Some(e) = &args.external {
-        return Err(syn::Error::new(
-            e.span(),
-            "`external` on an `async fn` is not supported yet: external locks cannot be awaited \
-             yet; take `lockutils::lock(..).external(true).acquire()` on a blocking thread",
-        ));
-    }
     let returns_result = returns_result(&function.sig.output);
     if !returns_result {
         refuse_failure_on_infallible(&args)?;

@@ -96,8 +96,8 @@ use syn::{Attribute, Ident, LitStr, Token};
 /// ([`acquire_async`](https://docs.rs/lockutils/latest/lockutils/struct.LockBuilder.html#method.acquire_async)):
 /// no executor thread blocks, and the function's future stays `Send`. Holders are tasks:
 /// a task that calls a function synchronized on a lock it already holds waits for itself,
-/// also with `fair = true` (thread reentrancy does not carry over to tasks). `external` is
-/// not supported on `async fn` yet (a compile error).
+/// also with `fair = true` (thread reentrancy does not carry over to tasks). With `external`,
+/// a helper thread waits for the lock file in the kernel on the task's behalf.
 ///
 /// # Not supported
 /// `const fn` is a compile error.

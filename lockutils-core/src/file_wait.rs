@@ -1,0 +1,154 @@
+//! Waiting for a lock file without blocking the caller's thread: what async acquisition of an
+//! external lock uses.
+//!
+//! No operating system offers an asynchronous record lock. A helper thread waits in the
+//! kernel (`F_OFD_SETLKW`) on a descriptor of its own, so the handoff is as prompt as for a
+//! blocked thread, and hands the locked file to the task.
+//!
+//! # Cancellation
+//! A kernel wait cannot be withdrawn. A task that gives up *abandons* its helper: when the
+//! helper gets the lock, it lets it go at once and ends. The helper stays with the name's
+//! entry, and the next task to wait for the same file adopts it instead of starting another,
+//! so a name never has more than one helper, however many waits are cancelled. (Only one
+//! task per name and process is at the file stage at a time: the in-process lock comes first.)
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use parking_lot::Mutex;
+
+use crate::error::Error;
+use crate::external::DEFAULT_DELAY;
+use crate::file::{LockFile, Mode};
+use crate::queue::Wait;
+
+/// A helper thread waiting for one lock file.
+pub(crate) struct FileWaiter {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// The locked file (or why not), until a task takes it.
+    outcome: Option<Result<LockFile, Error>>,
+    waker: Option<Waker>,
+    /// Whether a task still wants the lock.
+    wanted: bool,
+    /// The helper has ended (after delivering, or after letting an abandoned lock go).
+    finished: bool,
+}
+
+impl FileWaiter {
+    /// Starts a helper thread that waits for the lock file at `path`.
+    pub(crate) fn spawn(name: &str, path: PathBuf) -> Result<Arc<Self>, Error> {
+        let waiter = Arc::new(Self {
+            path: path.clone(),
+            state: Mutex::new(State {
+                outcome: None,
+                waker: None,
+                wanted: true,
+                finished: false,
+            }),
+        });
+        let helper = waiter.clone();
+        let (thread_name, thread_path) = (name.to_owned(), path.clone());
+        std::thread::Builder::new()
+            .name("lockutils-file-wait".into())
+            .spawn(move || helper.run(&thread_name, thread_path))
+            .map_err(|e| Error::io(name, path, "start a thread to wait for", e))?;
+        Ok(waiter)
+    }
+
+    fn run(&self, name: &str, path: PathBuf) {
+        let mut slot = None;
+        let result = LockFile::acquire(
+            &mut slot,
+            name,
+            &path,
+            Mode::Exclusive,
+            Wait::Forever,
+            DEFAULT_DELAY,
+        )
+        .map(|()| {
+            slot.take()
+                .expect("a locked file after a successful acquire")
+        });
+        let mut state = self.state.lock();
+        state.finished = true;
+        if state.wanted {
+            state.outcome = Some(result);
+            if let Some(waker) = state.waker.take() {
+                waker.wake();
+            }
+        } else if let Ok(file) = result {
+            // Abandoned: nobody wants the lock any more. (Closing would release it too.)
+            let _ = file.unlock();
+        }
+    }
+
+    /// Whether a task waiting for `path` can take this helper over: it waits for that file
+    /// and has not ended.
+    pub(crate) fn can_adopt(&self, path: &std::path::Path) -> bool {
+        self.path == path && !self.state.lock().finished
+    }
+
+    /// The locked file once the helper has it; `Ready(None)` if the helper ended without
+    /// delivering (it had been abandoned), so a new one is needed.
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<Result<LockFile, Error>>> {
+        let mut state = self.state.lock();
+        state.wanted = true;
+        if let Some(outcome) = state.outcome.take() {
+            return Poll::Ready(Some(outcome));
+        }
+        if state.finished {
+            return Poll::Ready(None);
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The waiting task gives up. A file delivered meanwhile is unlocked here.
+    fn abandon(&self) {
+        let mut state = self.state.lock();
+        state.wanted = false;
+        state.waker = None;
+        if let Some(Ok(file)) = state.outcome.take() {
+            let _ = file.unlock();
+        }
+    }
+}
+
+/// Waits for `helper` to deliver the lock file; abandons it when dropped before that.
+pub(crate) struct WaitForFile {
+    helper: Option<Arc<FileWaiter>>,
+}
+
+impl WaitForFile {
+    pub(crate) fn new(helper: Arc<FileWaiter>) -> Self {
+        Self {
+            helper: Some(helper),
+        }
+    }
+}
+
+impl Future for WaitForFile {
+    type Output = Option<Result<LockFile, Error>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let helper = self.helper.as_ref().expect("polled after completion");
+        let outcome = std::task::ready!(helper.poll(cx));
+        self.helper = None;
+        Poll::Ready(outcome)
+    }
+}
+
+impl Drop for WaitForFile {
+    fn drop(&mut self) {
+        if let Some(helper) = self.helper.take() {
+            helper.abandon();
+        }
+    }
+}
