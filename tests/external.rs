@@ -1066,7 +1066,10 @@ fn cancel_role(name: &str, dir: &str) -> i32 {
     // The abandoned helper gets the lock, lets it go, and ends.
     let started = std::time::Instant::now();
     while threads_named("lockutils-file-") > 0 {
-        assert!(started.elapsed() < child::PATIENCE, "the helper thread never ended");
+        assert!(
+            started.elapsed() < child::PATIENCE,
+            "the helper thread never ended"
+        );
         std::thread::yield_now();
     }
     0
