@@ -240,11 +240,55 @@ fn handoffs(dir: &Path, iters: u64) -> Duration {
     total
 }
 
+/// Like [`handoffs`], to a task awaiting the lock on a current-thread tokio runtime.
+fn async_handoffs(dir: &Path, iters: u64) -> Duration {
+    let (holder_ns, waiter_ns) = (Semaphores::new(), Semaphores::new());
+    let file: PathBuf = dir.join("handoff-async");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let held = lock("handoff-async")
+            .semaphores(&holder_ns)
+            .external(true)
+            .lock_path(dir)
+            .acquire()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::scope(|s| {
+            s.spawn(|| {
+                runtime.block_on(async {
+                    let _g = lock("handoff-async")
+                        .semaphores(&waiter_ns)
+                        .external(true)
+                        .lock_path(dir)
+                        .acquire_async()
+                        .await
+                        .unwrap();
+                    tx.send(Instant::now()).unwrap();
+                })
+            });
+            while blocked_waiters(&file) == 0 {
+                thread::yield_now();
+            }
+            let released = Instant::now();
+            drop(held);
+            total += rx.recv().unwrap() - released;
+        });
+    }
+    total
+}
+
 fn handoff(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("external_handoff");
     g.bench_function("release_to_blocked_waiter", |b| {
         b.iter_custom(|iters| handoffs(dir.path(), iters))
+    });
+    g.bench_function("release_to_awaiting_task", |b| {
+        b.iter_custom(|iters| async_handoffs(dir.path(), iters))
     });
     g.finish();
 }
