@@ -66,7 +66,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
     };
-    let guard = lock("shared").external(true).lock_path(&path).acquire_async().await?;
+    let guard = lock("shared")
+        .external(true)
+        .lock_path(&path)
+        .acquire_async()
+        .await?;
     let got = Instant::now();
     let released = holder.join().expect("holder thread");
     ticker.abort();

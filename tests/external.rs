@@ -1131,3 +1131,48 @@ fn async_tasks_threads_and_processes_share_one_external_lock() {
     }
     assert_eq!(read_counter(&counter), 900 + 900 + 900);
 }
+
+#[test]
+fn inter_process_locks_can_be_awaited() {
+    let d = dir();
+    let dir_arg = path_str(d.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut holder = spawn("hold", &["ipl-async", dir_arg]);
+    holder.expect("held");
+    let ipl = std::sync::Arc::new(external_lock("ipl-async", None, Some(d.path())).unwrap());
+    runtime.block_on(async {
+        let err = ipl
+            .try_acquire_for_async(Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert!(err.is_acquire_failed(), "{err}");
+        let waiter = {
+            let ipl = ipl.clone();
+            tokio::spawn(async move { ipl.acquire_async().await.map(drop) })
+        };
+        while child::blocked_waiters(&d.path().join("ipl-async")) == 0 {
+            tokio::task::yield_now().await; // the runtime's only thread is free
+        }
+        assert_eq!(holder.code(), 0);
+        waiter.await.unwrap().unwrap();
+    });
+    // The reader/writer file lock's exclusive side, awaited behind another process's reader.
+    let path = d.path().join("rw-async");
+    let rw = std::sync::Arc::new(InterProcessReaderWriterLock::new(&path));
+    let mut reader = spawn("rw-hold", &[path_str(&path), "read"]);
+    reader.expect("held");
+    runtime.block_on(async {
+        let waiter = {
+            let rw = rw.clone();
+            tokio::spawn(async move { rw.write_async().await.map(drop) })
+        };
+        while child::blocked_waiters(&path) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(reader.code(), 0);
+        waiter.await.unwrap().unwrap();
+    });
+}

@@ -12,15 +12,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use std::sync::Arc;
-
 use crate::config::lock_file_path;
 use crate::error::Error;
 use crate::file::{LockFile, Mode};
-use crate::file_wait::{FileWaiter, WaitForFile};
+use crate::file_wait::{FileSlot, lock_async};
 use crate::lock::{LOG_TARGET, LockBuilder, lock};
-use crate::queue::{MAX_PERMITS, RawSemaphore, Wait};
-use crate::timer::Deadline;
+use crate::queue::{Acquire, AcquireUntil, MAX_PERMITS, RawSemaphore, Wait};
 
 /// oslo's default `delay`: the longest pause between two tries of a timed external wait.
 pub const DEFAULT_DELAY: Duration = Duration::from_millis(10);
@@ -113,9 +110,9 @@ impl ExternalBackend for FileBackend {
         let state = cache.get_or_insert_with(FileState::default);
         state.update(target)?;
         LockFile::acquire(
-            &mut state.file,
+            &mut state.slot.file,
             target.name,
-            &state.path,
+            &state.slot.path,
             Mode::Exclusive,
             wait,
             target.delay,
@@ -124,11 +121,11 @@ impl ExternalBackend for FileBackend {
 
     fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error> {
         let state = cache.get_or_insert_with(FileState::default);
-        let result = unlock_slot(&mut state.file, name);
+        let result = unlock_slot(&mut state.slot.file, name);
         // Descriptors are kept for speed, but not without bound: names used once each must
         // not exhaust the process's descriptor limit before the registry sweeps them.
         if LockFile::open_count() > MAX_KEPT_DESCRIPTORS {
-            state.file = None;
+            state.slot.file = None;
         }
         result
     }
@@ -136,72 +133,37 @@ impl ExternalBackend for FileBackend {
     fn holds(&self, target: &ExternalTarget<'_>, cache: &mut ExternalCache) -> Result<bool, Error> {
         let state = cache.get_or_insert_with(FileState::default);
         let path = lock_file_path(target.name, target.prefix, target.lock_path)?;
-        Ok(state.file.as_ref().is_some_and(|f| f.path() == path))
+        Ok(state.slot.file.as_ref().is_some_and(|f| f.path() == path))
     }
 }
 
-/// Takes the lock file of `target` for an async task, without blocking the thread: one try,
-/// then (if allowed to wait) a helper thread waits in the kernel and hands the file over.
-/// `deadline` bounds a timed wait. Cancel-safe (see `file_wait`). On success `cache` holds
-/// the locked file and one more level of `depth`.
+/// Takes the lock file of `target` for an async task, without blocking the thread (see
+/// `file_wait`). On success `cache` holds the locked file and one more level of `depth`.
 pub(crate) async fn acquire_async(
     cache: &Mutex<ExternalCache>,
     target: &ExternalTarget<'_>,
     wait: Wait,
     deadline: Option<Instant>,
 ) -> Result<(), Error> {
-    loop {
-        let helper = {
-            let mut cache = cache.lock();
-            let state = cache.get_or_insert_with(FileState::default);
-            state.update(target)?;
-            let tried = LockFile::acquire(
-                &mut state.file,
-                target.name,
-                &state.path,
-                Mode::Exclusive,
-                Wait::Never,
-                target.delay,
-            );
-            match tried {
-                Ok(()) => {
-                    cache.depth += 1;
-                    return Ok(());
-                }
-                Err(e) if e.is_acquire_failed() && wait != Wait::Never => {}
-                Err(e) => return Err(e),
-            }
-            match &state.helper {
-                Some(helper) if helper.can_adopt(&state.path) => helper.clone(),
-                _ => {
-                    let helper = FileWaiter::spawn(target.name, state.path.clone())?;
-                    state.helper = Some(helper.clone());
-                    helper
-                }
-            }
-        };
-        let waited = WaitForFile::new(helper);
-        let outcome = match deadline {
-            Some(deadline) => Deadline::new(waited, deadline).await,
-            None => Some(waited.await),
-        };
-        let Some(delivered) = outcome else {
-            return Err(Error::acquire_failed(target.name, wait.waited()));
-        };
-        let mut cache = cache.lock();
-        let state = cache.get_or_insert_with(FileState::default);
-        state.helper = None;
-        match delivered {
-            // The helper had been abandoned and ended: start over.
-            None => continue,
-            Some(Ok(file)) => {
-                state.file = Some(file);
-                cache.depth += 1;
-                return Ok(());
-            }
-            Some(Err(e)) => return Err(e),
-        }
+    cache
+        .lock()
+        .get_or_insert_with(FileState::default)
+        .update(target)?;
+    fn slot_of(cache: &mut ExternalCache) -> &mut FileSlot {
+        &mut cache.get_or_insert_with(FileState::default).slot
     }
+    lock_async(
+        cache,
+        slot_of,
+        target.name,
+        Mode::Exclusive,
+        wait,
+        deadline,
+        target.delay,
+    )
+    .await?;
+    cache.lock().depth += 1;
+    Ok(())
 }
 
 /// Lock file descriptors the process keeps open between uses, at most (beyond that, a
@@ -215,10 +177,8 @@ struct FileState {
     prefix: Option<Box<str>>,
     lock_path: Option<PathBuf>,
     config_version: u64,
-    path: PathBuf,
-    file: Option<LockFile>,
-    /// The thread waiting for the file on behalf of an async task (see `file_wait`).
-    helper: Option<Arc<FileWaiter>>,
+    /// The file, its path, and the helper thread of an async wait (see `file_wait`).
+    slot: FileSlot,
 }
 
 impl FileState {
@@ -228,12 +188,12 @@ impl FileState {
         let prefix = target.prefix.filter(|p| !p.is_empty());
         let lock_path = target.lock_path.filter(|p| !p.as_os_str().is_empty());
         let version = crate::config::version();
-        let same = !self.path.as_os_str().is_empty()
+        let same = !self.slot.path.as_os_str().is_empty()
             && self.prefix.as_deref() == prefix
             && self.lock_path.as_deref().map(Path::as_os_str) == lock_path.map(Path::as_os_str)
             && (lock_path.is_some() || self.config_version == version);
         if !same {
-            self.path = lock_file_path(target.name, prefix, lock_path)?;
+            self.slot.path = lock_file_path(target.name, prefix, lock_path)?;
             self.prefix = prefix.map(Box::from);
             self.lock_path = lock_path.map(Path::to_owned);
             self.config_version = version;
@@ -301,16 +261,20 @@ struct GatedFile {
     name: String,
     path: PathBuf,
     gate: RawSemaphore,
-    file: Mutex<Option<LockFile>>,
+    /// The open file (`slot.path` is `path`).
+    slot: Mutex<FileSlot>,
 }
 
 impl GatedFile {
     fn new(path: PathBuf, permits: usize) -> Self {
         Self {
             name: path.display().to_string(),
+            slot: Mutex::new(FileSlot {
+                path: path.clone(),
+                ..FileSlot::default()
+            }),
             path,
             gate: RawSemaphore::new(permits),
-            file: Mutex::new(None),
         }
     }
 
@@ -327,7 +291,7 @@ impl GatedFile {
     /// Locks the file in `mode` with what is left of `wait`.
     fn lock_file(&self, mode: Mode, wait: Wait, deadline: Option<Instant>) -> Result<(), Error> {
         LockFile::acquire(
-            &mut self.file.lock(),
+            &mut self.slot.lock().file,
             &self.name,
             &self.path,
             mode,
@@ -335,6 +299,47 @@ impl GatedFile {
             DEFAULT_DELAY,
         )
         .map_err(|e| e.with_waited(wait))
+    }
+
+    /// [`acquire`](Self::acquire) for an async task: neither the gate nor the file blocks
+    /// the thread (see `file_wait`). Cancel-safe.
+    async fn acquire_async(&self, permits: usize, mode: Mode, wait: Wait) -> Result<(), Error> {
+        let deadline = deadline(wait);
+        let entered = match (wait, deadline) {
+            (Wait::Never, _) => self.gate.try_acquire(permits),
+            (Wait::For(_), Some(deadline)) => {
+                AcquireUntil::new(&self.gate, permits, deadline).await
+            }
+            (Wait::For(_), None) | (Wait::Forever, _) => {
+                Acquire::new(&self.gate, permits).await;
+                true
+            }
+        };
+        if !entered {
+            return Err(Error::acquire_failed(&self.name, wait.waited()));
+        }
+        // Gives the gate back if this future is dropped while the file is awaited.
+        let gate = GateHeld {
+            gate: &self.gate,
+            permits,
+        };
+        fn slot(slot: &mut FileSlot) -> &mut FileSlot {
+            slot
+        }
+        let file_wait = remaining(wait, deadline);
+        lock_async(
+            &self.slot,
+            slot,
+            &self.name,
+            mode,
+            file_wait,
+            deadline,
+            DEFAULT_DELAY,
+        )
+        .await
+        .map_err(|e| e.with_waited(wait))?;
+        std::mem::forget(gate);
+        Ok(())
     }
 
     /// The gate's `permits`, then the file in `mode`; nothing held on failure.
@@ -346,9 +351,21 @@ impl GatedFile {
 
     /// Unlocks the file, then gives back the gate's `permits`.
     fn release(&self, permits: usize) -> Result<(), Error> {
-        let result = unlock_slot(&mut self.file.lock(), &self.name);
+        let result = unlock_slot(&mut self.slot.lock().file, &self.name);
         self.gate.release(permits);
         result
+    }
+}
+
+/// Gate permits held while the file is awaited; given back unless forgotten on success.
+struct GateHeld<'a> {
+    gate: &'a RawSemaphore,
+    permits: usize,
+}
+
+impl Drop for GateHeld<'_> {
+    fn drop(&mut self) {
+        self.gate.release(self.permits);
     }
 }
 
@@ -382,6 +399,28 @@ impl InterProcessLock {
 
     fn acquire_with(&self, wait: Wait) -> Result<InterProcessGuard<'_>, Error> {
         self.inner.acquire(1, Mode::Exclusive, wait)?;
+        Ok(InterProcessGuard {
+            lock: self,
+            released: false,
+        })
+    }
+
+    /// [`acquire`](Self::acquire) for async code: waits without blocking the thread (a
+    /// helper thread waits for the file in the kernel). Cancel-safe; the guard is `Send`.
+    pub async fn acquire_async(&self) -> Result<InterProcessGuard<'_>, Error> {
+        self.acquire_async_with(Wait::Forever).await
+    }
+
+    /// [`try_acquire_for`](Self::try_acquire_for) for async code.
+    pub async fn try_acquire_for_async(
+        &self,
+        timeout: Duration,
+    ) -> Result<InterProcessGuard<'_>, Error> {
+        self.acquire_async_with(Wait::For(timeout)).await
+    }
+
+    async fn acquire_async_with(&self, wait: Wait) -> Result<InterProcessGuard<'_>, Error> {
+        self.inner.acquire_async(1, Mode::Exclusive, wait).await?;
         Ok(InterProcessGuard {
             lock: self,
             released: false,
@@ -516,6 +555,14 @@ impl InterProcessReaderWriterLock {
         self.inner.acquire(MAX_PERMITS, Mode::Exclusive, wait)?;
         Ok(InterProcessWriteGuard { lock: self })
     }
+
+    /// [`write`](Self::write) for async code, without blocking the thread. Cancel-safe.
+    pub async fn write_async(&self) -> Result<InterProcessWriteGuard<'_>, Error> {
+        self.inner
+            .acquire_async(MAX_PERMITS, Mode::Exclusive, Wait::Forever)
+            .await?;
+        Ok(InterProcessWriteGuard { lock: self })
+    }
 }
 
 impl fmt::Debug for InterProcessReaderWriterLock {
@@ -538,7 +585,7 @@ impl Drop for InterProcessReadGuard<'_> {
         let mut readers = self.lock.readers.lock();
         *readers -= 1;
         if *readers == 0 {
-            let _ = unlock_slot(&mut inner.file.lock(), &inner.name);
+            let _ = unlock_slot(&mut inner.slot.lock().file, &inner.name);
         }
         drop(readers);
         inner.gate.release(1);

@@ -20,14 +20,83 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use crate::error::Error;
 use crate::external::DEFAULT_DELAY;
 use crate::file::{LockFile, Mode};
 use crate::queue::Wait;
+use crate::timer::Deadline;
+
+/// A lock file as its users keep it: the path, the open file (kept between uses), and the
+/// helper thread waiting for it on behalf of a task, if any.
+#[derive(Default)]
+pub(crate) struct FileSlot {
+    pub(crate) path: PathBuf,
+    pub(crate) file: Option<LockFile>,
+    pub(crate) helper: Option<Arc<FileWaiter>>,
+}
+
+/// Locks the file of the slot that `slot_of` finds in `cell`, for an async task: one try,
+/// then (if `wait` allows) through a helper thread, adopting one left by a cancelled wait.
+/// Only one task may be at this stage for a slot at a time (the callers' in-process lock or
+/// gate sees to that). On success the slot's `file` is locked.
+pub(crate) async fn lock_async<X>(
+    cell: &Mutex<X>,
+    slot_of: impl Fn(&mut X) -> &mut FileSlot,
+    name: &str,
+    mode: Mode,
+    wait: Wait,
+    deadline: Option<Instant>,
+    pause: Duration,
+) -> Result<(), Error> {
+    loop {
+        let helper = {
+            let mut guard = cell.lock();
+            let slot = slot_of(&mut guard);
+            let path = slot.path.clone();
+            match LockFile::acquire(&mut slot.file, name, &path, mode, Wait::Never, pause) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_acquire_failed() && wait != Wait::Never => {}
+                Err(e) => return Err(e),
+            }
+            match &slot.helper {
+                Some(helper) if helper.can_adopt(&path, mode) => helper.clone(),
+                _ => {
+                    let helper = FileWaiter::spawn(name, path, mode)?;
+                    slot.helper = Some(helper.clone());
+                    helper
+                }
+            }
+        };
+        let waited = WaitForFile::new(helper);
+        let outcome = match deadline {
+            Some(deadline) => Deadline::new(waited, deadline).await,
+            None => Some(waited.await),
+        };
+        let Some(delivered) = outcome else {
+            return Err(Error::acquire_failed(name, wait.waited()));
+        };
+        let mut guard = cell.lock();
+        let slot = slot_of(&mut guard);
+        slot.helper = None;
+        match delivered {
+            // The helper had been abandoned and ended: start over.
+            None => continue,
+            Some(Ok(file)) => {
+                slot.file = Some(file);
+                return Ok(());
+            }
+            Some(Err(e)) => return Err(e),
+        }
+    }
+}
 
 /// A helper thread waiting for one lock file.
 pub(crate) struct FileWaiter {
     path: PathBuf,
+    mode: Mode,
     state: Mutex<State>,
 }
 
@@ -43,9 +112,10 @@ struct State {
 
 impl FileWaiter {
     /// Starts a helper thread that waits for the lock file at `path`.
-    pub(crate) fn spawn(name: &str, path: PathBuf) -> Result<Arc<Self>, Error> {
+    pub(crate) fn spawn(name: &str, path: PathBuf, mode: Mode) -> Result<Arc<Self>, Error> {
         let waiter = Arc::new(Self {
             path: path.clone(),
+            mode,
             state: Mutex::new(State {
                 outcome: None,
                 waker: None,
@@ -68,7 +138,7 @@ impl FileWaiter {
             &mut slot,
             name,
             &path,
-            Mode::Exclusive,
+            self.mode,
             Wait::Forever,
             DEFAULT_DELAY,
         )
@@ -91,8 +161,8 @@ impl FileWaiter {
 
     /// Whether a task waiting for `path` can take this helper over: it waits for that file
     /// and has not ended.
-    pub(crate) fn can_adopt(&self, path: &std::path::Path) -> bool {
-        self.path == path && !self.state.lock().finished
+    pub(crate) fn can_adopt(&self, path: &Path, mode: Mode) -> bool {
+        self.path == path && self.mode == mode && !self.state.lock().finished
     }
 
     /// The locked file once the helper has it; `Ready(None)` if the helper ended without
