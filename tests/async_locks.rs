@@ -475,3 +475,60 @@ fn futures_of_synchronized_async_fns_are_send() {
         assert_eq!(service.call(2).await.unwrap(), 3);
     });
 }
+
+#[lockutils::synchronized("nested-fair", fair = true)]
+async fn fair_outer() -> u32 {
+    // Another task is refused while this one holds the lock...
+    let other = tokio::spawn(async {
+        lockutils::lock("nested-fair")
+            .fair(true)
+            .blocking(false)
+            .acquire_async()
+            .await
+            .map(drop)
+    });
+    assert!(other.await.unwrap().unwrap_err().is_acquire_failed());
+    // ...but this task may enter again.
+    fair_inner().await + 1
+}
+
+#[lockutils::synchronized("nested-fair", fair = true)]
+async fn fair_inner() -> u32 {
+    1
+}
+
+#[lockutils::synchronized("nested-plain")]
+async fn plain_outer() -> Result<u32, lockutils::Error> {
+    plain_inner().await
+}
+
+#[lockutils::synchronized("nested-plain")]
+async fn plain_inner() -> Result<u32, lockutils::Error> {
+    Ok(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_async_use_of_one_lock_reenters_fair_and_refuses_plain() {
+    assert_eq!(fair_outer().await, 2, "a fair lock is task-reentrant");
+    let err = plain_outer().await.unwrap_err();
+    assert!(
+        err.to_string().contains("already holds this lock"),
+        "the default lock refuses instead of waiting for itself: {err}"
+    );
+    // Both are free afterwards.
+    drop(
+        lockutils::lock("nested-fair")
+            .fair(true)
+            .blocking(false)
+            .acquire_async()
+            .await
+            .unwrap(),
+    );
+    drop(
+        lockutils::lock("nested-plain")
+            .blocking(false)
+            .acquire_async()
+            .await
+            .unwrap(),
+    );
+}

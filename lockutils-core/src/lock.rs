@@ -312,22 +312,40 @@ impl LockBuilder<'_> {
     /// Holders are tasks, which have no identity lockutils can see: a task that awaits a lock
     /// it already holds (fair or not) waits forever, as with any async mutex.
     pub async fn acquire_async(self) -> Result<AsyncLockGuard, Error> {
-        let name = self.name;
+        let held = self.resolve()?;
+        self.acquire_resolved(held).await
+    }
+
+    /// The lock this builder names, looked up in its container.
+    pub(crate) fn resolve(&self) -> Result<AsyncHeld, Error> {
         if self.fair && self.semaphores.is_some() {
             return Err(Error::InvalidOptions {
-                name: name.to_owned(),
+                name: self.name.to_owned(),
                 reason: "a fair lock cannot come from a Semaphores container; \
                          pass a FairLocks container with .fair_locks() instead",
             });
         }
+        Ok(if self.fair {
+            AsyncHeld::Fair(
+                self.fair_locks
+                    .unwrap_or(FairLocks::global())
+                    .get(self.name),
+            )
+        } else {
+            AsyncHeld::Semaphore(
+                self.semaphores
+                    .unwrap_or(Semaphores::global())
+                    .get(self.name),
+            )
+        })
+    }
+
+    /// [`acquire_async`](Self::acquire_async) of the lock [`resolve`](Self::resolve) found.
+    pub(crate) async fn acquire_resolved(self, held: AsyncHeld) -> Result<AsyncLockGuard, Error> {
+        let name = self.name;
         if self.do_log {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\"");
         }
-        let held = if self.fair {
-            AsyncHeld::Fair(self.fair_locks.unwrap_or(FairLocks::global()).get(name))
-        } else {
-            AsyncHeld::Semaphore(self.semaphores.unwrap_or(Semaphores::global()).get(name))
-        };
         let (raw, permits) = held.raw();
         let wait = Wait::new(self.blocking, self.timeout);
         let deadline = deadline(wait);
@@ -381,13 +399,25 @@ impl LockBuilder<'_> {
 }
 
 /// What an [`AsyncLockGuard`] holds: permits of a counted handle's queue.
-enum AsyncHeld {
+pub(crate) enum AsyncHeld {
     Semaphore(NamedSemaphore),
     /// All permits: the write side, held by a task.
     Fair(FairLock),
 }
 
 impl AsyncHeld {
+    /// Identifies the lock (its registry entry) while the handle lives.
+    pub(crate) fn id(&self) -> usize {
+        match self {
+            AsyncHeld::Semaphore(sem) => sem.addr(),
+            AsyncHeld::Fair(lock) => lock.addr(),
+        }
+    }
+
+    pub(crate) fn is_fair(&self) -> bool {
+        matches!(self, AsyncHeld::Fair(_))
+    }
+
     fn raw(&self) -> (&RawSemaphore, usize) {
         match self {
             AsyncHeld::Semaphore(sem) => (sem.raw(), 1),
@@ -425,6 +455,11 @@ impl AsyncLockGuard {
     /// The name of the held lock.
     pub fn name(&self) -> &str {
         self.held.name()
+    }
+
+    /// Identifies the held lock (see `AsyncHeld::id`).
+    pub(crate) fn id(&self) -> usize {
+        self.held.id()
     }
 }
 

@@ -133,15 +133,84 @@ pub struct SynchronizedAsync {
     logged: Option<(Instant, &'static str)>,
 }
 
+thread_local! {
+    /// Locks held by the `#[synchronized]` async functions whose bodies this thread is
+    /// polling right now, outermost first: a body's poll runs the polls of what it awaits, so
+    /// a lock on this stack is held by the very task asking for it again.
+    static TASK_HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The body of a `#[synchronized]` `async fn`, polled with its lock on [`TASK_HELD`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Scoped<F> {
+    lock: Option<usize>,
+    body: F,
+}
+
+/// Runs `body` (the function's body) as the task holding `held`'s lock.
+pub fn scoped<F: std::future::Future>(held: &SynchronizedAsync, body: F) -> Scoped<F> {
+    Scoped {
+        lock: held.guard.as_ref().map(AsyncLockGuard::id),
+        body,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        /// Pops the lock even if the body panics.
+        struct Pop;
+        impl Drop for Pop {
+            fn drop(&mut self) {
+                TASK_HELD.with(|held| held.borrow_mut().pop());
+            }
+        }
+        let lock = self.lock;
+        // SAFETY: `body` is pinned structurally: it is never moved out of `Scoped`, which has
+        // no `Drop` and is `Unpin` only if `F` is.
+        let body = unsafe { self.map_unchecked_mut(|s| &mut s.body) };
+        let Some(lock) = lock else {
+            return body.poll(cx);
+        };
+        TASK_HELD.with(|held| held.borrow_mut().push(lock));
+        let _pop = Pop;
+        body.poll(cx)
+    }
+}
+
 /// [`enter`] for `async fn`: awaits the lock without blocking the thread.
+///
+/// Asked again by the task that holds it (a nested `#[synchronized]` async call), a fair lock
+/// is entered again without waiting (task-reentrant, as threads are with fair locks), and the
+/// default lock, which is not reentrant, is an error instead of a wait for itself.
 pub async fn enter_async<F>(
     builder: LockBuilder<'_>,
     _here: F,
 ) -> Result<SynchronizedAsync, Error> {
     let builder = builder.do_log(false);
+    let lock = builder.resolve()?;
+    if TASK_HELD.with(|held| held.borrow().contains(&lock.id())) {
+        return if lock.is_fair() {
+            Ok(SynchronizedAsync {
+                guard: None,
+                logged: None,
+            })
+        } else {
+            Err(Error::InvalidOptions {
+                name: builder.name().to_owned(),
+                reason: "this task already holds this lock (a nested #[synchronized] async \
+                         call) and the default lock is not reentrant: waiting would never end; \
+                         use fair = true for a lock the same task may take again",
+            })
+        };
+    }
     if !tracing::enabled!(target: LOG_TARGET, Level::DEBUG) {
         return builder
-            .acquire_async()
+            .acquire_resolved(lock)
             .await
             .map(|guard| SynchronizedAsync {
                 guard: Some(guard),
@@ -151,7 +220,7 @@ pub async fn enter_async<F>(
     let (name, func) = (builder.name(), function_name::<F>());
     tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\" by \"{func}\"");
     let asked = Instant::now();
-    match builder.acquire_async().await {
+    match builder.acquire_resolved(lock).await {
         Ok(guard) => {
             let now = Instant::now();
             tracing::debug!(

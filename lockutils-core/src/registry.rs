@@ -83,6 +83,11 @@ impl<T> Named<T> {
         &self.entry.external
     }
 
+    /// The entry's address: identifies the lock while this handle lives.
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.entry) as usize
+    }
+
     /// Whether two handles refer to the same lock.
     pub fn ptr_eq(this: &Self, other: &Self) -> bool {
         Arc::ptr_eq(&this.entry, &other.entry)

@@ -89,11 +89,21 @@ pub(crate) fn expand(
                 };
         },
     };
+    let body = if is_async {
+        // Polled inside a scope that marks the lock as held by this task (see
+        // `__private::Scoped`), so that a nested call on the same lock can tell.
+        let scoped = quote_spanned! {Span::mixed_site()=>
+            ::lockutils::__private::scoped(&__lockutils_guard, async move #block).await
+        };
+        quote! { #scoped }
+    } else {
+        quote! { #block }
+    };
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
             #guard
-            #block
+            #body
         }
     })
 }

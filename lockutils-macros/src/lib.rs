@@ -94,10 +94,16 @@ use syn::{Attribute, Ident, LitStr, Token};
 /// # `async fn`
 /// On an `async fn` (free or method) the lock is awaited
 /// ([`acquire_async`](https://docs.rs/lockutils/latest/lockutils/struct.LockBuilder.html#method.acquire_async)):
-/// no executor thread blocks, and the function's future stays `Send`. Holders are tasks:
-/// a task that calls a function synchronized on a lock it already holds waits for itself,
-/// also with `fair = true` (thread reentrancy does not carry over to tasks). With `external`,
-/// a helper thread waits for the lock file in the kernel on the task's behalf.
+/// no executor thread blocks, and the function's future stays `Send`. With `external`, a
+/// helper thread waits for the lock file in the kernel on the task's behalf.
+///
+/// Holders are tasks. A synchronized `async fn` awaited (directly or further down) by a
+/// synchronized `async fn` of the same lock runs in the same task, and then: with
+/// `fair = true` it enters again without waiting (task-reentrant, as fair locks are
+/// thread-reentrant); with the default lock, which is not reentrant, the call fails with
+/// `Error::InvalidOptions` (a `Result` function) or panics, instead of waiting for itself
+/// forever. Another task (a spawned one) waits as usual. Code that takes the same lock with
+/// `lock(..).acquire_async()` inside a synchronized body is not covered: it waits forever.
 ///
 /// # Not supported
 /// `const fn` is a compile error.
