@@ -1159,6 +1159,33 @@ fn inter_process_locks_can_be_awaited() {
         assert_eq!(holder.code(), 0);
         waiter.await.unwrap().unwrap();
     });
+    // The shared side, awaited behind another process's writer, by two tasks at once.
+    let path = d.path().join("rw-read-async");
+    let rw = std::sync::Arc::new(InterProcessReaderWriterLock::new(&path));
+    let mut writer = spawn("rw-hold", &[path_str(&path), "write"]);
+    writer.expect("held");
+    runtime.block_on(async {
+        let both = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (rw, both) = (rw.clone(), both.clone());
+                tokio::spawn(async move {
+                    let r = rw.read_async().await.unwrap();
+                    both.wait().await; // readers share
+                    drop(r);
+                })
+            })
+            .collect();
+        while child::blocked_waiters(&path) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(rw.try_read().unwrap_err().is_acquire_failed());
+        assert_eq!(writer.code(), 0);
+        for r in readers {
+            r.await.unwrap();
+        }
+    });
+    drop(rw.try_write().expect("free again"));
     // The reader/writer file lock's exclusive side, awaited behind another process's reader.
     let path = d.path().join("rw-async");
     let rw = std::sync::Arc::new(InterProcessReaderWriterLock::new(&path));

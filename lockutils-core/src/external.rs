@@ -319,7 +319,7 @@ impl GatedFile {
             return Err(Error::acquire_failed(&self.name, wait.waited()));
         }
         // Gives the gate back if this future is dropped while the file is awaited.
-        let gate = GateHeld {
+        let gate = Permits {
             gate: &self.gate,
             permits,
         };
@@ -357,13 +357,14 @@ impl GatedFile {
     }
 }
 
-/// Gate permits held while the file is awaited; given back unless forgotten on success.
-struct GateHeld<'a> {
+/// Permits of an in-process semaphore held while something else is awaited: given back when
+/// dropped (an error, a cancelled future), kept by forgetting this on success.
+struct Permits<'a> {
     gate: &'a RawSemaphore,
     permits: usize,
 }
 
-impl Drop for GateHeld<'_> {
+impl Drop for Permits<'_> {
     fn drop(&mut self) {
         self.gate.release(self.permits);
     }
@@ -480,6 +481,9 @@ pub struct InterProcessReaderWriterLock {
     inner: GatedFile,
     /// In-process readers holding the file's read lock.
     readers: Mutex<usize>,
+    /// Held by the one reader that takes the file's read lock for this process (the first
+    /// one); the others wait for it here, without holding `readers` meanwhile.
+    first: RawSemaphore,
 }
 
 impl InterProcessReaderWriterLock {
@@ -488,7 +492,54 @@ impl InterProcessReaderWriterLock {
         Self {
             inner: GatedFile::new(path.into(), MAX_PERMITS),
             readers: Mutex::new(0),
+            first: RawSemaphore::new(1),
         }
+    }
+
+    /// Joins the readers if the file's read lock is already held for this process.
+    fn join_readers(&self) -> bool {
+        let mut readers = self.readers.lock();
+        let joined = *readers > 0;
+        if joined {
+            *readers += 1;
+        }
+        joined
+    }
+
+    /// Takes the shared side for an async task, without blocking the thread (a helper thread
+    /// waits for the file in the kernel). Cancel-safe; the guard is `Send`.
+    pub async fn read_async(&self) -> Result<InterProcessReadGuard<'_>, Error> {
+        Acquire::new(&self.inner.gate, 1).await;
+        let gate = Permits {
+            gate: &self.inner.gate,
+            permits: 1,
+        };
+        if !self.join_readers() {
+            Acquire::new(&self.first, 1).await;
+            let _first = Permits {
+                gate: &self.first,
+                permits: 1,
+            };
+            if !self.join_readers() {
+                fn slot(slot: &mut FileSlot) -> &mut FileSlot {
+                    slot
+                }
+                let inner = &self.inner;
+                lock_async(
+                    &inner.slot,
+                    slot,
+                    &inner.name,
+                    Mode::Shared,
+                    Wait::Forever,
+                    None,
+                    DEFAULT_DELAY,
+                )
+                .await?;
+                *self.readers.lock() += 1;
+            }
+        }
+        std::mem::forget(gate);
+        Ok(InterProcessReadGuard { lock: self })
     }
 
     /// The lock file.
@@ -528,26 +579,26 @@ impl InterProcessReaderWriterLock {
 
     fn read_with(&self, wait: Wait) -> Result<InterProcessReadGuard<'_>, Error> {
         let deadline = self.inner.enter(1, wait)?;
-        // The first reader may be waiting in the kernel while holding this; a try or a timed
-        // wait must not wait for it longer than allowed.
-        let readers = match (wait, deadline) {
-            (Wait::Never, _) => self.readers.try_lock(),
-            (Wait::For(_), Some(deadline)) => self.readers.try_lock_until(deadline),
-            (Wait::For(_), None) | (Wait::Forever, _) => Some(self.readers.lock()),
+        let gate = Permits {
+            gate: &self.inner.gate,
+            permits: 1,
         };
-        let Some(mut readers) = readers else {
-            self.inner.gate.release(1);
-            return Err(Error::acquire_failed(&self.inner.name, wait.waited()));
-        };
-        if *readers == 0 {
-            // The first reader in this process takes the file's read lock for all of them.
-            if let Err(e) = self.inner.lock_file(Mode::Shared, wait, deadline) {
-                drop(readers);
-                self.inner.gate.release(1);
-                return Err(e);
+        if !self.join_readers() {
+            // The first reader takes the file's read lock for all of them; others wait for it
+            // within what `wait` allows.
+            if !self.first.acquire_with(1, remaining(wait, deadline)) {
+                return Err(Error::acquire_failed(&self.inner.name, wait.waited()));
+            }
+            let _first = Permits {
+                gate: &self.first,
+                permits: 1,
+            };
+            if !self.join_readers() {
+                self.inner.lock_file(Mode::Shared, wait, deadline)?;
+                *self.readers.lock() += 1;
             }
         }
-        *readers += 1;
+        std::mem::forget(gate);
         Ok(InterProcessReadGuard { lock: self })
     }
 
