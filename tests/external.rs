@@ -1072,6 +1072,14 @@ fn cancel_role(name: &str, dir: &str) -> i32 {
         );
         std::thread::yield_now();
     }
+    // At most the one descriptor kept for the name stays open.
+    let lock_file = Path::new(dir).join(name);
+    let open = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == lock_file))
+        .count();
+    assert!(open <= 1, "{open} descriptors of the lock file left open");
     0
 }
 
