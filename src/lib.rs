@@ -98,14 +98,14 @@
 #![warn(missing_docs)]
 
 pub use lockutils_core::{
-    AsyncReadGuard, AsyncWriteGuard, DEFAULT_DELAY, Error, ExternalBackend, ExternalCache,
-    ExternalTarget, FairLock, FairLocks, FileBackend, InterProcessGuard, InterProcessLock,
-    InterProcessReadGuard, InterProcessReaderWriterLock, InterProcessWriteGuard, LOCK_PATH_ENV,
-    LOG_TARGET, LockBuilder, LockConfig, LockGuard, MAX_KEPT_DESCRIPTORS, Named, NamedSemaphore,
-    Owner, Prefix, ReadGuard, ReaderWriterLock, Semaphore, SemaphoreGuard, Semaphores, Wait,
-    WriteGuard, configure, current_config, external_lock, get_lock_path, internal_fair_lock,
-    internal_lock, lock, lock_file_path, lock_with_prefix, remove_external_lock_file,
-    remove_external_lock_file_with_prefix, set_defaults,
+    AsyncLockGuard, AsyncReadGuard, AsyncWriteGuard, DEFAULT_DELAY, Error, ExternalBackend,
+    ExternalCache, ExternalTarget, FairLock, FairLocks, FileBackend, InterProcessGuard,
+    InterProcessLock, InterProcessReadGuard, InterProcessReaderWriterLock, InterProcessWriteGuard,
+    LOCK_PATH_ENV, LOG_TARGET, LockBuilder, LockConfig, LockGuard, MAX_KEPT_DESCRIPTORS, Named,
+    NamedSemaphore, Owner, Prefix, ReadGuard, ReaderWriterLock, Semaphore, SemaphoreGuard,
+    Semaphores, Wait, WriteGuard, configure, current_config, external_lock, get_lock_path,
+    internal_fair_lock, internal_lock, lock, lock_file_path, lock_with_prefix,
+    remove_external_lock_file, remove_external_lock_file_with_prefix, set_defaults,
 };
 pub use lockutils_macros::{synchronized, synchronized_with_prefix};
 

@@ -477,7 +477,7 @@ fn futures_of_synchronized_async_fns_are_send() {
 }
 
 #[lockutils::synchronized("nested-fair", fair = true)]
-async fn fair_outer() -> u32 {
+async fn fair_outer() -> Result<u32, lockutils::Error> {
     // Another task is refused while this one holds the lock...
     let other = tokio::spawn(async {
         lockutils::lock("nested-fair")
@@ -488,13 +488,16 @@ async fn fair_outer() -> u32 {
             .map(drop)
     });
     assert!(other.await.unwrap().unwrap_err().is_acquire_failed());
-    // ...but this task may enter again.
-    fair_inner().await + 1
+    // ...and so are nested calls of this task, alone or side by side: entering again would
+    // let siblings in together.
+    let (a, b) = tokio::join!(fair_inner(), fair_inner());
+    assert!(a.is_err() && b.is_err());
+    fair_inner().await
 }
 
 #[lockutils::synchronized("nested-fair", fair = true)]
-async fn fair_inner() -> u32 {
-    1
+async fn fair_inner() -> Result<u32, lockutils::Error> {
+    Ok(1)
 }
 
 #[lockutils::synchronized("nested-plain")]
@@ -507,15 +510,25 @@ async fn plain_inner() -> Result<u32, lockutils::Error> {
     Ok(1)
 }
 
+#[lockutils::synchronized("nested-plain")]
+fn plain_blocking() -> Result<u32, lockutils::Error> {
+    Ok(1)
+}
+
+#[lockutils::synchronized("nested-plain")]
+async fn plain_outer_calls_blocking() -> Result<u32, lockutils::Error> {
+    plain_blocking()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nested_async_use_of_one_lock_reenters_fair_and_refuses_plain() {
-    assert_eq!(fair_outer().await, 2, "a fair lock is task-reentrant");
+async fn nested_use_of_a_lock_by_the_task_holding_it_fails_instead_of_waiting() {
+    let err = fair_outer().await.unwrap_err();
+    assert!(err.to_string().contains("already holds this lock"), "{err}");
     let err = plain_outer().await.unwrap_err();
-    assert!(
-        err.to_string().contains("already holds this lock"),
-        "the default lock refuses instead of waiting for itself: {err}"
-    );
-    // Both are free afterwards.
+    assert!(err.to_string().contains("already holds this lock"), "{err}");
+    let err = plain_outer_calls_blocking().await.unwrap_err();
+    assert!(err.to_string().contains("already holds this lock"), "{err}");
+    // All free afterwards, and a spawned task (another task) is not affected.
     drop(
         lockutils::lock("nested-fair")
             .fair(true)
@@ -531,4 +544,5 @@ async fn nested_async_use_of_one_lock_reenters_fair_and_refuses_plain() {
             .await
             .unwrap(),
     );
+    assert_eq!(tokio::spawn(plain_inner()).await.unwrap().unwrap(), 1);
 }

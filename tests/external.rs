@@ -1061,6 +1061,25 @@ fn cancel_role(name: &str, dir: &str) -> i32 {
     let helpers = threads_named("lockutils-file-");
     assert!(helpers <= 1, "{helpers} helper threads for one name");
     assert_eq!(sems.len(), 0, "nothing queued or held in-process");
+    // Waits whose registry entries are gone in between (a new namespace each time) still
+    // adopt the helper that the previous one abandoned.
+    runtime.block_on(async {
+        for _ in 0..30 {
+            let sems = Semaphores::new();
+            let acquire = lock(name)
+                .semaphores(&sems)
+                .external(true)
+                .lock_path(dir)
+                .acquire_async();
+            assert!(
+                tokio::time::timeout(Duration::from_millis(1), acquire)
+                    .await
+                    .is_err()
+            );
+        }
+    });
+    let helpers = threads_named("lockutils-file-");
+    assert!(helpers <= 1, "{helpers} helper threads after sweeps");
     println!("cancelled");
     wait_for_stdin_close(); // the holder is gone
     // The abandoned helper gets the lock, lets it go, and ends.
@@ -1124,7 +1143,8 @@ fn async_tasks_threads_and_processes_share_one_external_lock() {
                             .external(true)
                             .lock_path(&path)
                             .acquire_async()
-                            .await;
+                            .await
+                            .unwrap();
                         increment_counter(&counter);
                     }
                 })

@@ -46,7 +46,7 @@ use crate::error::Error;
 use crate::queue::Wait;
 
 /// Which side of a file lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Mode {
     /// Many holders at once (a read lock).
     Shared,

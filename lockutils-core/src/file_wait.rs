@@ -29,13 +29,52 @@ use crate::file::{LockFile, Mode};
 use crate::queue::Wait;
 use crate::timer::Deadline;
 
-/// A lock file as its users keep it: the path, the open file (kept between uses), and the
-/// helper thread waiting for it on behalf of a task, if any.
+/// A lock file as its users keep it: the path and the open file (kept between uses).
 #[derive(Default)]
 pub(crate) struct FileSlot {
     pub(crate) path: PathBuf,
     pub(crate) file: Option<LockFile>,
-    pub(crate) helper: Option<Arc<FileWaiter>>,
+}
+
+/// Whether lock files are awaited through helper threads. They need locks owned by the open
+/// file (Linux's OFD locks, Windows' handle locks): a helper's own descriptor must exclude
+/// the task's others, and closing a descriptor must not drop a lock held through another.
+/// Classic POSIX locks (other Unix) are per process, so there a task tries at growing
+/// intervals instead (see [`poll_file`]).
+const HELPER_THREADS: bool = cfg!(any(target_os = "linux", target_os = "android", windows));
+
+/// Tries the slot's file at growing intervals (50 µs up to `pause`), sleeping on the
+/// lockutils timer in between: the async wait where helper threads cannot be used.
+async fn poll_file<X>(
+    cell: &Mutex<X>,
+    slot_of: &impl Fn(&mut X) -> &mut FileSlot,
+    name: &str,
+    mode: Mode,
+    wait: Wait,
+    deadline: Option<Instant>,
+    pause: Duration,
+) -> Result<(), Error> {
+    let max = pause.max(Duration::from_micros(50));
+    let mut next = Duration::from_micros(50);
+    loop {
+        let wake_at = Instant::now() + next;
+        let wake_at = deadline.map_or(wake_at, |d| d.min(wake_at));
+        crate::timer::Sleep::until(wake_at).await;
+        {
+            let mut guard = cell.lock();
+            let slot = slot_of(&mut guard);
+            let path = slot.path.clone();
+            match LockFile::acquire(&mut slot.file, name, &path, mode, Wait::Never, pause) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_acquire_failed() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::acquire_failed(name, wait.waited()));
+        }
+        next = (next * 2).min(max);
+    }
 }
 
 /// Locks the file of the slot that `slot_of` finds in `cell`, for an async task: one try,
@@ -61,14 +100,19 @@ pub(crate) async fn lock_async<X>(
                 Err(e) if e.is_acquire_failed() && wait != Wait::Never => {}
                 Err(e) => return Err(e),
             }
-            match &slot.helper {
-                Some(helper) if helper.can_adopt(&path, mode) => helper.clone(),
-                _ => {
-                    let helper = FileWaiter::spawn(name, path, mode)?;
-                    slot.helper = Some(helper.clone());
-                    helper
-                }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::acquire_failed(name, wait.waited()));
             }
+            if HELPER_THREADS {
+                Some(helpers().adopt_or_spawn(name, &path, mode)?)
+            } else {
+                None
+            }
+        };
+        // (Decided inside the block above, awaited outside it: no lock guard lives across
+        // an await, so the future stays `Send`.)
+        let Some(helper) = helper else {
+            return poll_file(cell, &slot_of, name, mode, wait, deadline, pause).await;
         };
         let waited = WaitForFile::new(helper);
         let outcome = match deadline {
@@ -80,7 +124,6 @@ pub(crate) async fn lock_async<X>(
         };
         let mut guard = cell.lock();
         let slot = slot_of(&mut guard);
-        slot.helper = None;
         match delivered {
             // The helper had been abandoned and ended: start over.
             None => continue,
@@ -89,6 +132,51 @@ pub(crate) async fn lock_async<X>(
                 return Ok(());
             }
             Some(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Helpers still running, by file and mode, whoever started them: a wait adopts a helper
+/// left by a cancelled one even if the name's registry entry (and its cache) is gone since,
+/// so a file never has more than one helper per mode.
+#[derive(Default)]
+pub(crate) struct Helpers {
+    running: Mutex<std::collections::HashMap<(PathBuf, Mode), Arc<FileWaiter>>>,
+}
+
+pub(crate) fn helpers() -> &'static Helpers {
+    static HELPERS: std::sync::LazyLock<Helpers> = std::sync::LazyLock::new(Helpers::default);
+    &HELPERS
+}
+
+impl Helpers {
+    /// The running helper for `path` in `mode`, or a new one.
+    fn adopt_or_spawn(
+        &self,
+        name: &str,
+        path: &Path,
+        mode: Mode,
+    ) -> Result<Arc<FileWaiter>, Error> {
+        let mut running = self.running.lock();
+        if let Some(helper) = running.get(&(path.to_owned(), mode))
+            && !helper.state.lock().finished
+        {
+            return Ok(helper.clone());
+        }
+        let helper = FileWaiter::spawn(name, path.to_owned(), mode)?;
+        running.insert((path.to_owned(), mode), helper.clone());
+        Ok(helper)
+    }
+
+    /// Forgets `helper` (it ended).
+    fn remove(&self, helper: &FileWaiter) {
+        let mut running = self.running.lock();
+        let key = (helper.path.clone(), helper.mode);
+        if running
+            .get(&key)
+            .is_some_and(|h| std::ptr::eq(Arc::as_ptr(h), helper))
+        {
+            running.remove(&key);
         }
     }
 }
@@ -148,21 +236,22 @@ impl FileWaiter {
         });
         let mut state = self.state.lock();
         state.finished = true;
-        if state.wanted {
+        let waker = if state.wanted {
             state.outcome = Some(result);
-            if let Some(waker) = state.waker.take() {
-                waker.wake();
+            state.waker.take()
+        } else {
+            if let Ok(file) = result {
+                // Abandoned: nobody wants the lock any more. (Closing would release it too.)
+                let _ = file.unlock();
             }
-        } else if let Ok(file) = result {
-            // Abandoned: nobody wants the lock any more. (Closing would release it too.)
-            let _ = file.unlock();
+            None
+        };
+        drop(state);
+        helpers().remove(self);
+        // Woken without the lock: a waker may drop its task's wait, which takes it.
+        if let Some(waker) = waker {
+            waker.wake();
         }
-    }
-
-    /// Whether a task waiting for `path` can take this helper over: it waits for that file
-    /// and has not ended.
-    pub(crate) fn can_adopt(&self, path: &Path, mode: Mode) -> bool {
-        self.path == path && self.mode == mode && !self.state.lock().finished
     }
 
     /// The locked file once the helper has it; `Ready(None)` if the helper ended without

@@ -414,10 +414,6 @@ impl AsyncHeld {
         }
     }
 
-    pub(crate) fn is_fair(&self) -> bool {
-        matches!(self, AsyncHeld::Fair(_))
-    }
-
     fn raw(&self) -> (&RawSemaphore, usize) {
         match self {
             AsyncHeld::Semaphore(sem) => (sem.raw(), 1),

@@ -28,21 +28,19 @@ enum Held {
 }
 
 /// `#[synchronized("literal")]` with no options: the global lock of the name, through the
-/// handle kept in `site`, with no name lookup and no builder. Waits as long as it takes, so
-/// it cannot fail.
+/// handle kept in `site`, with no name lookup and no builder. Waits as long as it takes; fails
+/// only when called from the body of a synchronized async fn of the same lock.
 #[inline]
-pub fn enter_static<F: Copy>(site: &'static StaticLock, here: F) -> Synchronized {
-    if tracing::enabled!(target: LOG_TARGET, Level::DEBUG) {
-        return match enter(site.lock(), here) {
-            Ok(held) => held,
-            Err(error) => lock_failed(error, here),
-        };
+pub fn enter_static<F: Copy>(site: &'static StaticLock, here: F) -> Result<Synchronized, Error> {
+    let in_async_body = TASK_HELD.with(|held| !held.borrow().is_empty());
+    if in_async_body || tracing::enabled!(target: LOG_TARGET, Level::DEBUG) {
+        return enter(site.lock(), here);
     }
     let sem = site.semaphore();
     sem.acquire_with(crate::queue::Wait::Forever);
-    Synchronized {
+    Ok(Synchronized {
         inner: Held::Static(sem),
-    }
+    })
 }
 
 /// The qualified name of the function that defines `here` (a nested `fn`).
@@ -56,6 +54,11 @@ fn function_name<F>() -> &'static str {
 #[inline]
 pub fn enter<F>(builder: LockBuilder<'_>, _here: F) -> Result<Synchronized, Error> {
     let builder = builder.do_log(false);
+    // A blocking synchronized function called from the body of a synchronized async fn of
+    // the same lock would block its thread forever.
+    if held_by_current_task(|| builder.resolve().map_or(0, |lock| lock.id())) {
+        return Err(held_by_this_task(builder.name()));
+    }
     if !tracing::enabled!(target: LOG_TARGET, Level::DEBUG) {
         return builder.acquire().map(|guard| Synchronized {
             inner: Held::Guard {
@@ -182,31 +185,37 @@ impl<F: std::future::Future> std::future::Future for Scoped<F> {
     }
 }
 
+/// The error for a lock asked for again by the task that holds it.
+fn held_by_this_task(name: &str) -> Error {
+    Error::InvalidOptions {
+        name: name.to_owned(),
+        reason: "this task already holds this lock (a #[synchronized] call nested in a \
+                 #[synchronized] async fn of the same lock): waiting would never end, and \
+                 entering again could let sibling futures of the task in together",
+    }
+}
+
+/// Whether the task being polled on this thread holds the lock `id` (see [`TASK_HELD`]).
+fn held_by_current_task(id: impl FnOnce() -> usize) -> bool {
+    TASK_HELD.with(|held| {
+        let held = held.borrow();
+        !held.is_empty() && held.contains(&id())
+    })
+}
+
 /// [`enter`] for `async fn`: awaits the lock without blocking the thread.
 ///
-/// Asked again by the task that holds it (a nested `#[synchronized]` async call), a fair lock
-/// is entered again without waiting (task-reentrant, as threads are with fair locks), and the
-/// default lock, which is not reentrant, is an error instead of a wait for itself.
+/// Asked again by the task that holds it (a nested `#[synchronized]` call on the same lock,
+/// fair or not), it fails at once instead of waiting for itself. Tasks are not reentrant:
+/// re-entering would also let sibling futures of the task (`join!`) in together.
 pub async fn enter_async<F>(
     builder: LockBuilder<'_>,
     _here: F,
 ) -> Result<SynchronizedAsync, Error> {
     let builder = builder.do_log(false);
     let lock = builder.resolve()?;
-    if TASK_HELD.with(|held| held.borrow().contains(&lock.id())) {
-        return if lock.is_fair() {
-            Ok(SynchronizedAsync {
-                guard: None,
-                logged: None,
-            })
-        } else {
-            Err(Error::InvalidOptions {
-                name: builder.name().to_owned(),
-                reason: "this task already holds this lock (a nested #[synchronized] async \
-                         call) and the default lock is not reentrant: waiting would never end; \
-                         use fair = true for a lock the same task may take again",
-            })
-        };
+    if held_by_current_task(|| lock.id()) {
+        return Err(held_by_this_task(builder.name()));
     }
     if !tracing::enabled!(target: LOG_TARGET, Level::DEBUG) {
         return builder

@@ -33,6 +33,7 @@ static TIMER: LazyLock<&'static Timer> = LazyLock::new(|| {
 
 impl Timer {
     fn run(&self) {
+        let mut due = Vec::new();
         let mut wakers = self.wakers.lock();
         loop {
             let now = Instant::now();
@@ -40,7 +41,14 @@ impl Timer {
                 if entry.key().0 > now {
                     break;
                 }
-                entry.remove().wake();
+                due.push(entry.remove());
+            }
+            if !due.is_empty() {
+                // Woken without the lock: a waker may drop its task's `Sleep`, which takes it.
+                drop(wakers);
+                due.drain(..).for_each(Waker::wake);
+                wakers = self.wakers.lock();
+                continue;
             }
             match wakers.keys().next() {
                 Some(&(deadline, _)) => {

@@ -78,7 +78,11 @@ pub(crate) fn expand(
         },
         Some(site) => quote_spanned! {Span::mixed_site()=>
             fn __lockutils_here() {}
-            let __lockutils_guard = ::lockutils::__private::enter_static(#site, __lockutils_here);
+            let __lockutils_guard =
+                match ::lockutils::__private::enter_static(#site, __lockutils_here) {
+                    ::core::result::Result::Ok(guard) => guard,
+                    ::core::result::Result::Err(error) => #on_failure,
+                };
         },
         None => quote_spanned! {Span::mixed_site()=>
             fn __lockutils_here() {}

@@ -97,13 +97,13 @@ use syn::{Attribute, Ident, LitStr, Token};
 /// no executor thread blocks, and the function's future stays `Send`. With `external`, a
 /// helper thread waits for the lock file in the kernel on the task's behalf.
 ///
-/// Holders are tasks. A synchronized `async fn` awaited (directly or further down) by a
-/// synchronized `async fn` of the same lock runs in the same task, and then: with
-/// `fair = true` it enters again without waiting (task-reentrant, as fair locks are
-/// thread-reentrant); with the default lock, which is not reentrant, the call fails with
+/// Holders are tasks, and tasks are not reentrant, fair lock or not (thread reentrancy does
+/// not carry over). A synchronized function (async or not) called from inside the body of a
+/// synchronized `async fn` of the same lock, in the same task, fails at once with
 /// `Error::InvalidOptions` (a `Result` function) or panics, instead of waiting for itself
-/// forever. Another task (a spawned one) waits as usual. Code that takes the same lock with
-/// `lock(..).acquire_async()` inside a synchronized body is not covered: it waits forever.
+/// forever; entering again instead would let sibling futures of the task (`join!`) in
+/// together. Another task (a spawned one) waits as usual. A plain `lock(..).acquire_async()`
+/// of the same lock inside the body is not covered: it waits forever.
 ///
 /// # Not supported
 /// `const fn` is a compile error.
