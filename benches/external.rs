@@ -281,95 +281,9 @@ fn async_handoffs(dir: &Path, iters: u64) -> Duration {
     total
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
-fn monotonic_ns() -> u64 {
-    // SAFETY: zeroed timespec is valid; clock_gettime fills it.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid, exclusively borrowed timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// A holder process for the cross-process handoff: takes the lock, says `held`, waits for a
-/// line, then releases it and prints the release time; again and again until stdin closes.
-fn handoff_holder(dir: &Path) {
-    let mut line = String::new();
-    loop {
-        let guard = lock("handoff-process")
-            .external(true)
-            .lock_path(dir)
-            .acquire()
-            .unwrap();
-        println!("held");
-        line.clear();
-        if std::io::stdin().read_line(&mut line).unwrap() == 0 {
-            return;
-        }
-        let released = monotonic_ns();
-        drop(guard);
-        println!("{released}");
-    }
-}
-
-/// From another process's release to this process's acquire, summed over `iters` handoffs,
-/// to a blocked thread or (`task`) to a task awaiting on a current-thread tokio runtime.
-fn process_handoffs(dir: &Path, iters: u64, task: bool) -> Duration {
-    let exe = std::env::current_exe().unwrap();
-    let mut holder = Command::new(exe)
-        .env(ROLE_ENV, format!("handoff {} 0", dir.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
-    let mut stdin = holder.stdin.take().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let file = dir.join("handoff-process");
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        assert_eq!(lines.next().unwrap().unwrap(), "held");
-        let acquired = thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                let take = || lock("handoff-process").external(true).lock_path(dir);
-                if task {
-                    let guard = runtime.block_on(take().acquire_async()).unwrap();
-                    let at = monotonic_ns();
-                    drop(guard);
-                    at
-                } else {
-                    let guard = take().acquire().unwrap();
-                    let at = monotonic_ns();
-                    drop(guard);
-                    at
-                }
-            });
-            while blocked_waiters(&file) == 0 {
-                thread::yield_now();
-            }
-            stdin.write_all(b"go\n").unwrap();
-            waiter.join().unwrap()
-        });
-        let released: u64 = lines.next().unwrap().unwrap().parse().unwrap();
-        total += Duration::from_nanos(acquired.saturating_sub(released));
-    }
-    drop(stdin);
-    holder.wait().unwrap();
-    total
-}
-
 fn handoff(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("external_handoff");
-    g.sample_size(20);
-    g.bench_function("process_release_to_blocked_thread", |b| {
-        b.iter_custom(|iters| process_handoffs(dir.path(), iters, false))
-    });
-    g.bench_function("process_release_to_awaiting_task", |b| {
-        b.iter_custom(|iters| process_handoffs(dir.path(), iters, true))
-    });
     g.bench_function("release_to_blocked_waiter", |b| {
         b.iter_custom(|iters| handoffs(dir.path(), iters))
     });
@@ -387,11 +301,7 @@ fn main() {
             PathBuf::from(parts.next().unwrap()),
             parts.next().unwrap().parse().unwrap(),
         );
-        if mode == "handoff" {
-            handoff_holder(&dir);
-        } else {
-            contention_child(mode, &dir, iters);
-        }
+        contention_child(mode, &dir, iters);
         return;
     }
     let mut c = Criterion::default().configure_from_args();
