@@ -461,24 +461,8 @@ impl AsyncLockGuard {
 
 impl Drop for AsyncLockGuard {
     fn drop(&mut self) {
-        if self.external {
-            let name = self.name();
-            let mut cache = self.held.external().lock();
-            cache.depth -= 1;
-            if cache.depth == 0
-                && let Err(e) = FileBackend.release(name, &mut cache)
-            {
-                tracing::warn!(target: LOG_TARGET, lock = name, "{e}");
-            }
-        }
-        if self.do_log {
-            tracing::debug!(
-                target: LOG_TARGET,
-                lock = self.name(),
-                "Releasing lock \"{}\"",
-                self.name()
-            );
-        }
+        let backend: Option<&dyn ExternalBackend> = self.external.then_some(&FileBackend);
+        release_external_and_log(self.name(), self.held.external(), backend, self.do_log);
         let (raw, permits) = self.held.raw();
         raw.release(permits);
     }
@@ -623,25 +607,37 @@ impl LockGuard {
 impl Drop for LockGuard {
     #[inline]
     fn drop(&mut self) {
-        if let Some(backend) = self.external {
-            let name = self.name();
-            let mut cache = self.held.external().lock();
-            cache.depth -= 1;
-            if cache.depth == 0
-                && let Err(e) = backend.release(name, &mut cache)
-            {
-                tracing::warn!(target: LOG_TARGET, lock = name, "{e}");
-            }
+        if self.external.is_none() && !self.do_log {
+            return; // the fast path: nothing but the in-process release, done by `held`
         }
-        if self.do_log {
-            // The name is looked up only if the line is logged.
-            tracing::debug!(
-                target: LOG_TARGET,
-                lock = self.name(),
-                "Releasing lock \"{}\"",
-                self.name()
-            );
+        release_external_and_log(
+            self.name(),
+            self.held.external(),
+            self.external,
+            self.do_log,
+        );
+    }
+}
+
+/// What both guards do on drop before giving back the in-process lock: release the external
+/// lock through `backend` (if held, and this was its last level), then log oslo's line.
+fn release_external_and_log(
+    name: &str,
+    cache: &parking_lot::Mutex<crate::external::ExternalCache>,
+    backend: Option<&dyn ExternalBackend>,
+    do_log: bool,
+) {
+    if let Some(backend) = backend {
+        let mut cache = cache.lock();
+        cache.depth -= 1;
+        if cache.depth == 0
+            && let Err(e) = backend.release(name, &mut cache)
+        {
+            tracing::warn!(target: LOG_TARGET, lock = name, "{e}");
         }
+    }
+    if do_log {
+        tracing::debug!(target: LOG_TARGET, lock = name, "Releasing lock \"{name}\"");
     }
 }
 

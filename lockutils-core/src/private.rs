@@ -43,6 +43,48 @@ pub fn enter_static<F: Copy>(site: &'static StaticLock, here: F) -> Result<Synch
     })
 }
 
+/// Logs oslo's `Acquiring lock "NAME" by "FUNC"`; returns when.
+fn log_acquiring(name: &str, func: &str) -> Instant {
+    tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\" by \"{func}\"");
+    Instant::now()
+}
+
+/// Logs how an acquire asked for at `asked` ended; on success, returns what the `released`
+/// line needs.
+fn log_outcome(
+    name: &str,
+    func: &'static str,
+    asked: Instant,
+    error: Option<&Error>,
+) -> Option<(Instant, &'static str)> {
+    if error.is_some() {
+        tracing::debug!(
+            target: LOG_TARGET,
+            lock = name,
+            "Lock \"{name}\" \"unacquired\" by \"{func}\" :: held N/A"
+        );
+        return None;
+    }
+    let now = Instant::now();
+    tracing::debug!(
+        target: LOG_TARGET,
+        lock = name,
+        "Lock \"{name}\" acquired by \"{func}\" :: waited {:.3}s",
+        (now - asked).as_secs_f64()
+    );
+    Some((now, func))
+}
+
+/// Logs oslo's `Lock "NAME" "released" by "FUNC" :: held 0.000s`.
+fn log_released(name: &str, func: &str, taken: Instant) {
+    tracing::debug!(
+        target: LOG_TARGET,
+        lock = name,
+        "Lock \"{name}\" \"released\" by \"{func}\" :: held {:.3}s",
+        taken.elapsed().as_secs_f64()
+    );
+}
+
 /// The qualified name of the function that defines `here` (a nested `fn`).
 fn function_name<F>() -> &'static str {
     let name = std::any::type_name::<F>();
@@ -68,33 +110,15 @@ pub fn enter<F>(builder: LockBuilder<'_>, _here: F) -> Result<Synchronized, Erro
         });
     }
     let (name, func) = (builder.name(), function_name::<F>());
-    tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\" by \"{func}\"");
-    let asked = Instant::now();
-    match builder.acquire() {
-        Ok(guard) => {
-            let now = Instant::now();
-            tracing::debug!(
-                target: LOG_TARGET,
-                lock = name,
-                "Lock \"{name}\" acquired by \"{func}\" :: waited {:.3}s",
-                (now - asked).as_secs_f64()
-            );
-            Ok(Synchronized {
-                inner: Held::Guard {
-                    guard: Some(guard),
-                    logged: Some((now, func)),
-                },
-            })
-        }
-        Err(error) => {
-            tracing::debug!(
-                target: LOG_TARGET,
-                lock = name,
-                "Lock \"{name}\" \"unacquired\" by \"{func}\" :: held N/A"
-            );
-            Err(error)
-        }
-    }
+    let asked = log_acquiring(name, func);
+    let result = builder.acquire();
+    let logged = log_outcome(name, func, asked, result.as_ref().err());
+    result.map(|guard| Synchronized {
+        inner: Held::Guard {
+            guard: Some(guard),
+            logged,
+        },
+    })
 }
 
 impl Drop for Synchronized {
@@ -109,12 +133,7 @@ impl Drop for Synchronized {
         };
         let name = guard.name().to_owned();
         drop(guard);
-        tracing::debug!(
-            target: LOG_TARGET,
-            lock = name.as_str(),
-            "Lock \"{name}\" \"released\" by \"{func}\" :: held {:.3}s",
-            taken.elapsed().as_secs_f64()
-        );
+        log_released(&name, func, taken);
     }
 }
 
@@ -227,31 +246,13 @@ pub async fn enter_async<F>(
             });
     }
     let (name, func) = (builder.name(), function_name::<F>());
-    tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\" by \"{func}\"");
-    let asked = Instant::now();
-    match builder.acquire_resolved(lock).await {
-        Ok(guard) => {
-            let now = Instant::now();
-            tracing::debug!(
-                target: LOG_TARGET,
-                lock = name,
-                "Lock \"{name}\" acquired by \"{func}\" :: waited {:.3}s",
-                (now - asked).as_secs_f64()
-            );
-            Ok(SynchronizedAsync {
-                guard: Some(guard),
-                logged: Some((now, func)),
-            })
-        }
-        Err(error) => {
-            tracing::debug!(
-                target: LOG_TARGET,
-                lock = name,
-                "Lock \"{name}\" \"unacquired\" by \"{func}\" :: held N/A"
-            );
-            Err(error)
-        }
-    }
+    let asked = log_acquiring(name, func);
+    let result = builder.acquire_resolved(lock).await;
+    let logged = log_outcome(name, func, asked, result.as_ref().err());
+    result.map(|guard| SynchronizedAsync {
+        guard: Some(guard),
+        logged,
+    })
 }
 
 impl Drop for SynchronizedAsync {
@@ -261,11 +262,6 @@ impl Drop for SynchronizedAsync {
         };
         let name = guard.name().to_owned();
         drop(guard);
-        tracing::debug!(
-            target: LOG_TARGET,
-            lock = name.as_str(),
-            "Lock \"{name}\" \"released\" by \"{func}\" :: held {:.3}s",
-            taken.elapsed().as_secs_f64()
-        );
+        log_released(&name, func, taken);
     }
 }
