@@ -104,7 +104,7 @@ pub use lockutils_core::{
     LOCK_PATH_ENV, LOG_TARGET, LockBuilder, LockConfig, LockGuard, MAX_KEPT_DESCRIPTORS, Named,
     NamedSemaphore, Owner, Prefix, ReadGuard, ReaderWriterLock, Semaphore, SemaphoreGuard,
     Semaphores, Wait, WriteGuard, configure, current_config, external_lock, get_lock_path,
-    internal_fair_lock, internal_lock, lock, lock_file_path, lock_with_prefix,
+    internal_fair_lock, internal_lock, lock, lock_file_path, lock_with_prefix, parse_duration,
     remove_external_lock_file, remove_external_lock_file_with_prefix, set_defaults,
 };
 pub use lockutils_macros::{synchronized, synchronized_with_prefix};

@@ -38,7 +38,7 @@ mod timer;
 
 pub use config::{
     LOCK_PATH_ENV, LockConfig, configure, current_config, get_lock_path, lock_file_path,
-    set_defaults,
+    parse_duration, set_defaults,
 };
 pub use error::Error;
 pub use external::{

@@ -239,12 +239,12 @@ fn duration_arg(value: Expr) -> syn::Result<DurationArg> {
     match literal(&value) {
         None => Ok(DurationArg::Expr(value)),
         Some(Lit::Str(s)) => {
-            let (secs, nanos) = parse_duration(&s.value()).map_err(|why| {
+            let duration = lockutils_core::parse_duration(&s.value()).map_err(|why| {
                 syn::Error::new(s.span(), format!("invalid duration {:?}: {why}", s.value()))
             })?;
             Ok(DurationArg::Literal {
-                secs,
-                nanos,
+                secs: duration.as_secs(),
+                nanos: duration.subsec_nanos(),
                 span: s.span(),
             })
         }
@@ -256,75 +256,9 @@ fn duration_arg(value: Expr) -> syn::Result<DurationArg> {
     }
 }
 
-/// Parses `"250ms"`, `"1.5s"`, `"1m30s"`...: numbers with units ns, us (µs), ms, s, m, h.
-pub(crate) fn parse_duration(text: &str) -> Result<(u64, u32), String> {
-    let mut total: u128 = 0;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err("it is empty".into());
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or("a number needs a unit (ns, us, ms, s, m or h)")?;
-        if number_len == 0 {
-            return Err(format!("expected a number at {rest:?}"));
-        }
-        let (number, after) = rest.split_at(number_len);
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
-        let nanos_per: u128 = match unit.trim() {
-            "ns" => 1,
-            "us" | "µs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            other => {
-                return Err(format!(
-                    "unknown unit {other:?} (use ns, us, ms, s, m or h)"
-                ));
-            }
-        };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        let whole: u128 = whole
-            .parse()
-            .map_err(|_| format!("bad number {number:?}"))?;
-        let mut nanos = whole * nanos_per;
-        let mut scale = nanos_per;
-        for digit in fraction.chars() {
-            let digit = digit
-                .to_digit(10)
-                .ok_or_else(|| format!("bad number {number:?}"))?;
-            scale /= 10;
-            nanos += u128::from(digit) * scale;
-        }
-        total = total.checked_add(nanos).ok_or("it is too long")?;
-        rest = next.trim_start();
-    }
-    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "it is too long")?;
-    Ok((secs, (total % 1_000_000_000) as u32))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok((0, 250_000_000)));
-        assert_eq!(parse_duration("1.5s"), Ok((1, 500_000_000)));
-        assert_eq!(parse_duration("1m30s"), Ok((90, 0)));
-        assert_eq!(parse_duration("2h"), Ok((7200, 0)));
-        assert_eq!(parse_duration("10us"), Ok((0, 10_000)));
-        assert_eq!(parse_duration("7ns"), Ok((0, 7)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("ms").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-    }
 
     #[test]
     fn suggestions() {

@@ -1,0 +1,225 @@
+//! The command-line tools of lockutils: `lockutils-wrapper` (oslo's) and `lockutils run`.
+//!
+//! Exit statuses:
+//! - the command's own status when it ran; `128 + N` when a signal N killed it;
+//! - [`EXIT_USAGE`] (2) for a usage error;
+//! - [`EXIT_NOT_FOUND`] (127) when the command does not exist, [`EXIT_CANNOT_RUN`] (126)
+//!   when it cannot be run;
+//! - [`EXIT_LOCK_FAILED`] (75, `EX_TEMPFAIL`) when `lockutils run` did not get its lock;
+//! - [`EXIT_ERROR`] (1) for any other error (one line on stderr).
+
+#![warn(missing_docs)]
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+
+/// A usage error.
+pub const EXIT_USAGE: i32 = 2;
+/// The command was not found.
+pub const EXIT_NOT_FOUND: i32 = 127;
+/// The command was found but could not be run.
+pub const EXIT_CANNOT_RUN: i32 = 126;
+/// `lockutils run` did not get its lock (held, or not in time).
+pub const EXIT_LOCK_FAILED: i32 = 75;
+/// Any other error.
+pub const EXIT_ERROR: i32 = 1;
+
+/// Signals passed on to the command while it runs.
+const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// oslo's `lockutils-wrapper`: runs `command` with `OSLO_LOCK_PATH` set to a new private
+/// directory (mode 0700), removes the directory afterwards, and returns the exit status.
+pub fn wrapper(program: &str, command: &[OsString]) -> i32 {
+    let Some((cmd, args)) = command.split_first() else {
+        eprintln!("usage: {program} COMMAND [ARGS...]");
+        return EXIT_USAGE;
+    };
+    let dir = match private_dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("{program}: cannot create a private lock directory: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let mut child = Command::new(cmd);
+    child.args(args).env(lockutils::LOCK_PATH_ENV, &dir);
+    let code = run_command(program, child);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        eprintln!("{program}: cannot remove {}: {e}", dir.display());
+    }
+    code
+}
+
+/// A new directory only this user can use, in the system's temporary directory.
+fn private_dir() -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    let pid = std::process::id();
+    for attempt in 0..1000u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = base.join(format!("lockutils-{pid}-{nanos:x}-{attempt}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free directory name"))
+}
+
+/// Runs `command` (no shell) with SIGINT, SIGTERM and SIGHUP passed on to it, and returns
+/// its exit status (`128 + N` if signal N killed it).
+pub fn run_command(program: &str, mut command: Command) -> i32 {
+    let name = command.get_program().to_string_lossy().into_owned();
+    // Block the forwarded signals here (a thread then waits for them and passes them on);
+    // the command gets the usual mask back.
+    let set = signal_set();
+    let mut old = signal_set();
+    // SAFETY: valid signal sets; changes this thread's mask only.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    // SAFETY: sigprocmask is async-signal-safe, as code between fork and exec must be.
+    unsafe {
+        command.pre_exec(move || {
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            // SAFETY: restores the mask saved above.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+            return match e.kind() {
+                io::ErrorKind::NotFound => {
+                    eprintln!("{program}: {name}: command not found");
+                    EXIT_NOT_FOUND
+                }
+                _ => {
+                    eprintln!("{program}: {name}: {e}");
+                    EXIT_CANNOT_RUN
+                }
+            };
+        }
+    };
+    let pid = child.id() as libc::pid_t;
+    // The forwarding thread inherits the blocked mask and waits for those signals.
+    std::thread::spawn(move || {
+        loop {
+            let mut signal = 0;
+            // SAFETY: waits on a valid set of signals blocked in this thread.
+            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                // SAFETY: signals our own child.
+                unsafe { libc::kill(pid, signal) };
+            }
+        }
+    });
+    let mut child = child;
+    match child.wait() {
+        Ok(status) => exit_code(status),
+        Err(e) => {
+            eprintln!("{program}: waiting for {name}: {e}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set; sigaddset adds valid signal numbers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in FORWARDED {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// The shell's convention: the status, or 128 + the signal that killed the command.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// What `lockutils run` takes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The lock name.
+    pub name: String,
+    /// Take the inter-process lock file too (default on).
+    pub external: bool,
+    /// Lock file prefix.
+    pub prefix: Option<String>,
+    /// Lock directory (falls back to `OSLO_LOCK_PATH`).
+    pub lock_path: Option<PathBuf>,
+    /// Take the shared (reader) side of the inter-process reader/writer lock.
+    pub shared: bool,
+    /// One try only.
+    pub nonblocking: bool,
+    /// Wait at most this long.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// `lockutils run`: holds the lock while `command` runs; returns the command's status, or
+/// [`EXIT_LOCK_FAILED`] if the lock was not taken.
+pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
+    const PROGRAM: &str = "lockutils run";
+    let Some((cmd, args)) = command.split_first() else {
+        eprintln!("usage: lockutils run NAME [OPTIONS] -- COMMAND [ARGS...]");
+        return EXIT_USAGE;
+    };
+    let lock_path = options.lock_path.as_deref();
+    let file = lockutils::lock_file_path(&options.name, options.prefix.as_deref(), lock_path);
+    let shown = file
+        .as_ref()
+        .map_or_else(|_| "?".to_owned(), |f| f.display().to_string());
+    let failed = |e: lockutils::Error| {
+        eprintln!("{PROGRAM}: lock {} (file {shown}): {e}", options.name);
+        if e.is_acquire_failed() {
+            EXIT_LOCK_FAILED
+        } else {
+            EXIT_ERROR
+        }
+    };
+    let mut child = Command::new(cmd);
+    child.args(args);
+    if options.shared {
+        let path = match file {
+            Ok(path) => path,
+            Err(e) => return failed(e),
+        };
+        let rw = lockutils::InterProcessReaderWriterLock::new(path);
+        let guard = match (options.nonblocking, options.timeout) {
+            (true, _) => rw.try_read(),
+            (false, Some(timeout)) => rw.try_read_for(timeout),
+            (false, None) => rw.read(),
+        };
+        return match guard {
+            Ok(_guard) => run_command(PROGRAM, child),
+            Err(e) => failed(e),
+        };
+    }
+    let mut builder = lockutils::lock(&options.name)
+        .external(options.external)
+        .blocking(!options.nonblocking)
+        .do_log(false);
+    if let Some(prefix) = &options.prefix {
+        builder = builder.prefix(prefix);
+    }
+    if let Some(dir) = lock_path {
+        builder = builder.lock_path(dir);
+    }
+    if let Some(timeout) = options.timeout {
+        builder = builder.timeout(timeout);
+    }
+    match builder.acquire() {
+        Ok(_guard) => run_command(PROGRAM, child),
+        Err(e) => failed(e),
+    }
+}
