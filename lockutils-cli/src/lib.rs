@@ -223,3 +223,161 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
         Err(e) => failed(e),
     }
 }
+
+/// A lock file as `lockutils list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockFileState {
+    /// The file name (the lock's name, with its prefix).
+    pub name: String,
+    /// `None` when free; `Some(true)` when held shared, `Some(false)` when held exclusive.
+    pub shared: Option<bool>,
+    /// The holder's process id, when the operating system reports one (classic POSIX locks,
+    /// such as Python oslo's, do; open-file-description locks do not).
+    pub pid: Option<i32>,
+}
+
+/// Probes whether `path` is locked, without taking the lock (`F_OFD_GETLK`).
+pub fn probe(path: &std::path::Path) -> io::Result<(Option<bool>, Option<i32>)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    // SAFETY: zeroed flock is valid: a whole-file write-lock query.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    // SAFETY: a valid descriptor and an exclusively borrowed flock.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(match fl.l_type as libc::c_int {
+        libc::F_UNLCK => (None, None),
+        kind => (
+            Some(kind == libc::F_RDLCK),
+            (fl.l_pid > 0).then_some(fl.l_pid),
+        ),
+    })
+}
+
+/// Every regular file in `dir`, with whether it is locked right now.
+pub fn list_dir(dir: &std::path::Path) -> io::Result<Vec<LockFileState>> {
+    let mut states = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue; // links, directories, FIFOs: not lock files, and not followed
+        }
+        let (shared, pid) = probe(&entry.path())?;
+        states.push(LockFileState {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            shared,
+            pid,
+        });
+    }
+    states.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(states)
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `lockutils list`: prints the lock files of `dir` (a table, or JSON).
+pub fn list(dir: &std::path::Path, json: bool) -> i32 {
+    let states = match list_dir(dir) {
+        Ok(states) => states,
+        Err(e) => {
+            eprintln!("lockutils list: {}: {e}", dir.display());
+            return EXIT_ERROR;
+        }
+    };
+    let mode = |s: &LockFileState| match s.shared {
+        None => "free",
+        Some(true) => "shared",
+        Some(false) => "exclusive",
+    };
+    let pid = |s: &LockFileState| match (s.shared, s.pid) {
+        (None, _) => "-".to_owned(),
+        (Some(_), Some(pid)) => pid.to_string(),
+        (Some(_), None) => "unknown".to_owned(),
+    };
+    if json {
+        let items: Vec<String> = states
+            .iter()
+            .map(|s| {
+                format!(
+                    "{{\"name\":{},\"held\":{},\"mode\":{},\"pid\":{}}}",
+                    json_string(&s.name),
+                    s.shared.is_some(),
+                    json_string(mode(s)),
+                    s.pid.map_or("null".to_owned(), |p| p.to_string())
+                )
+            })
+            .collect();
+        println!("[{}]", items.join(","));
+    } else {
+        println!("{:<40} {:<10} PID", "NAME", "STATE");
+        for s in &states {
+            println!("{:<40} {:<10} {}", s.name, mode(s), pid(s));
+        }
+    }
+    0
+}
+
+/// `lockutils clean`: removes the lock files of `dir` that nobody holds (and, with
+/// `older_than`, that were not modified for that long), each while holding its lock, so
+/// that a process about to wait on it moves to a new file (see `remove_external_lock_file`).
+pub fn clean(dir: &std::path::Path, older_than: Option<std::time::Duration>, dry_run: bool) -> i32 {
+    let states = match list_dir(dir) {
+        Ok(states) => states,
+        Err(e) => {
+            eprintln!("lockutils clean: {}: {e}", dir.display());
+            return EXIT_ERROR;
+        }
+    };
+    for state in states.iter().filter(|s| s.shared.is_none()) {
+        let path = dir.join(&state.name);
+        if let Some(age) = older_than {
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified());
+            if modified.is_ok_and(|m| m.elapsed().is_ok_and(|e| e < age)) {
+                continue;
+            }
+        }
+        if dry_run {
+            println!("would remove {}", path.display());
+            continue;
+        }
+        // Take it without waiting: held (or taken since the listing) means in use.
+        let guard = lockutils::lock(&state.name)
+            .external(true)
+            .lock_path(dir)
+            .blocking(false)
+            .do_log(false)
+            .acquire();
+        match guard {
+            Ok(guard) => {
+                let removed = std::fs::remove_file(&path);
+                drop(guard);
+                match removed {
+                    Ok(()) => println!("removed {}", path.display()),
+                    Err(e) => eprintln!("lockutils clean: {}: {e}", path.display()),
+                }
+            }
+            Err(e) if e.is_acquire_failed() => {}
+            Err(e) => eprintln!("lockutils clean: {e}"),
+        }
+    }
+    0
+}

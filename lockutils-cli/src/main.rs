@@ -50,6 +50,33 @@ enum Commands {
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
+    /// List the lock files of a directory: held or free, shared or exclusive, and the
+    /// holder's PID where the OS reports one ("unknown" otherwise).
+    ///
+    /// Example: lockutils list --lock-path /var/lib/nova/tmp --json
+    List {
+        /// Lock directory (default: $OSLO_LOCK_PATH).
+        #[arg(long, value_name = "DIR")]
+        lock_path: Option<PathBuf>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the lock files nobody holds, each while holding its lock (safe against
+    /// processes that are about to wait on it). Held files are left alone.
+    ///
+    /// Example: lockutils clean --lock-path /var/lib/nova/tmp --older-than 1h --dry-run
+    Clean {
+        /// Lock directory (default: $OSLO_LOCK_PATH).
+        #[arg(long, value_name = "DIR")]
+        lock_path: Option<PathBuf>,
+        /// Only files not modified for this long (e.g. 1h).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        older_than: Option<Duration>,
+        /// Report what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// oslo's lockutils-wrapper: run a command with OSLO_LOCK_PATH set to a private
     /// temporary directory, removed afterwards.
     ///
@@ -59,6 +86,15 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<OsString>,
     },
+}
+
+/// `--lock-path`, else `OSLO_LOCK_PATH`; `None` (after saying so) if neither is set.
+fn lock_dir(given: Option<PathBuf>) -> Option<PathBuf> {
+    let dir = given.or_else(|| lockutils::LockConfig::from_env().lock_path);
+    if dir.is_none() {
+        eprintln!("lockutils: no lock directory: pass --lock-path or set OSLO_LOCK_PATH");
+    }
+    dir
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -90,6 +126,18 @@ fn main() {
             lockutils_cli::run(&options, &command)
         }
         Commands::Wrapper { command } => lockutils_cli::wrapper("lockutils wrapper", &command),
+        Commands::List { lock_path, json } => match lock_dir(lock_path) {
+            Some(dir) => lockutils_cli::list(&dir, json),
+            None => lockutils_cli::EXIT_USAGE,
+        },
+        Commands::Clean {
+            lock_path,
+            older_than,
+            dry_run,
+        } => match lock_dir(lock_path) {
+            Some(dir) => lockutils_cli::clean(&dir, older_than, dry_run),
+            None => lockutils_cli::EXIT_USAGE,
+        },
     };
     std::process::exit(code);
 }

@@ -174,3 +174,178 @@ fn help_and_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("parsecs"));
 }
+
+/// Starts `lockutils run NAME` holding the lock in `dir` until its stdin closes.
+fn holding_run(dir: &str, name: &str, shared: bool) -> std::process::Child {
+    let mut args = vec!["run", name, "--lock-path", dir];
+    if shared {
+        args.push("--shared");
+    }
+    args.push("--");
+    let mut child = Command::new(LOCKUTILS)
+        .args(args)
+        .args(["sh", "-c", "echo held; read line || true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "held");
+    child
+}
+
+fn release(mut child: std::process::Child) {
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn list_shows_who_holds_what() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    drop(
+        lockutils::lock("free")
+            .external(true)
+            .lock_path(dir)
+            .acquire()
+            .unwrap(),
+    );
+    let mine = lockutils::lock("mine")
+        .external(true)
+        .lock_path(dir)
+        .acquire()
+        .unwrap();
+    let run = holding_run(dir, "by-run", false);
+    let reader = holding_run(dir, "read", true);
+    std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--lock-path", dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(row("free").as_deref(), Some("free -"));
+    assert_eq!(
+        row("mine").as_deref(),
+        Some("exclusive unknown"),
+        "OFD locks have no pid"
+    );
+    assert_eq!(row("by-run").as_deref(), Some("exclusive unknown"));
+    assert_eq!(row("read").as_deref(), Some("shared unknown"));
+    assert_eq!(row("link"), None, "links are not lock files");
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--lock-path", dir, "--json"])
+        .output()
+        .unwrap();
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        json.contains(r#"{"name":"free","held":false,"mode":"free","pid":null}"#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#"{"name":"read","held":true,"mode":"shared","pid":null}"#),
+        "{json}"
+    );
+    drop(mine);
+    release(run);
+    release(reader);
+}
+
+#[test]
+fn list_shows_the_pid_of_a_python_oslo_holder() {
+    let Ok(python) = std::env::var("LOCKUTILS_OSLO_PYTHON") else {
+        assert!(
+            std::env::var_os("LOCKUTILS_REQUIRE_OSLO").is_none(),
+            "LOCKUTILS_REQUIRE_OSLO is set but LOCKUTILS_OSLO_PYTHON is not"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: LOCKUTILS_OSLO_PYTHON is not set (scripts/test sets it)"
+        );
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let script = "import sys\nfrom oslo_concurrency import lockutils\n\
+                  with lockutils.lock('py', external=True, lock_path=sys.argv[1]):\n    \
+                  print('held', flush=True)\n    sys.stdin.read()\n";
+    let mut py = Command::new(python)
+        .args(["-c", script, dir])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "held");
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--lock-path", dir])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    let expected = format!("exclusive  {}", py.id());
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("py ") && l.ends_with(&expected)),
+        "{table}"
+    );
+    drop(py.stdin.take());
+    assert!(py.wait().unwrap().success());
+}
+
+#[test]
+fn clean_removes_free_lock_files_and_leaves_held_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    for name in ["old-a", "old-b"] {
+        drop(
+            lockutils::lock(name)
+                .external(true)
+                .lock_path(dir)
+                .acquire()
+                .unwrap(),
+        );
+    }
+    let held = holding_run(dir, "busy", false);
+    // A waiter queued on the held file.
+    let mut waiter = Command::new(LOCKUTILS)
+        .args(["run", "busy", "--lock-path", dir, "--", "true"])
+        .spawn()
+        .unwrap();
+    let out = Command::new(LOCKUTILS)
+        .args(["clean", "--lock-path", dir, "--dry-run"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        report.contains("would remove") && report.contains("old-a") && !report.contains("busy")
+    );
+    assert!(d.path().join("old-a").exists(), "a dry run removes nothing");
+    let out = Command::new(LOCKUTILS)
+        .args(["clean", "--lock-path", dir, "--older-than", "1h"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(out.stdout).unwrap().is_empty(),
+        "nothing is an hour old"
+    );
+    let out = Command::new(LOCKUTILS)
+        .args(["clean", "--lock-path", dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!d.path().join("old-a").exists() && !d.path().join("old-b").exists());
+    assert!(
+        d.path().join("busy").exists(),
+        "a held lock file is never removed"
+    );
+    release(held);
+    assert!(waiter.wait().unwrap().success(), "the waiter got the lock");
+}
