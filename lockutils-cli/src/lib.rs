@@ -27,8 +27,17 @@ pub const EXIT_LOCK_FAILED: i32 = 75;
 /// Any other error.
 pub const EXIT_ERROR: i32 = 1;
 
-/// Signals passed on to the command while it runs.
-const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// Signals passed on to the command while it runs (rather than ending this process, which
+/// would release the lock, or leave the wrapper's directory, while the command still runs).
+const FORWARDED: [libc::c_int; 7] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+];
 
 /// oslo's `lockutils-wrapper`: runs `command` with `OSLO_LOCK_PATH` set to a new private
 /// directory (mode 0700), removes the directory afterwards, and returns the exit status.
@@ -107,17 +116,44 @@ pub fn run_command(program: &str, mut command: Command) -> i32 {
         }
     };
     let pid = child.id() as libc::pid_t;
-    // The forwarding thread inherits the blocked mask and waits for those signals.
-    std::thread::spawn(move || {
-        loop {
-            let mut signal = 0;
-            // SAFETY: waits on a valid set of signals blocked in this thread.
-            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
-                // SAFETY: signals our own child.
-                unsafe { libc::kill(pid, signal) };
+    // Set, under this mutex, before the child is reaped: its PID may then be reused, and the
+    // forwarder must not signal a stranger.
+    let reaped = std::sync::Arc::new(std::sync::Mutex::new(false));
+    {
+        let reaped = reaped.clone();
+        // The forwarding thread inherits the blocked mask and waits for those signals.
+        std::thread::spawn(move || {
+            loop {
+                // SAFETY: zeroed siginfo_t is valid; sigwaitinfo fills it.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: waits on a valid set of signals blocked in this thread.
+                let signal = unsafe { libc::sigwaitinfo(&set, &mut info) };
+                // From the terminal (Ctrl-C), the kernel signals the whole process group:
+                // the command got it already and must not get it twice.
+                if signal <= 0 || info.si_code == libc::SI_KERNEL {
+                    continue;
+                }
+                let reaped = reaped.lock().unwrap_or_else(|e| e.into_inner());
+                if !*reaped {
+                    // SAFETY: signals our own child, not yet reaped.
+                    unsafe { libc::kill(pid, signal) };
+                }
             }
-        }
-    });
+        });
+    }
+    // Wait without reaping, mark it reaped, then reap.
+    // SAFETY: zeroed siginfo_t is valid; waitid fills it for our own child.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    *reaped.lock().unwrap_or_else(|e| e.into_inner()) = true;
     let mut child = child;
     match child.wait() {
         Ok(status) => exit_code(status),
@@ -261,23 +297,37 @@ pub fn probe(path: &std::path::Path) -> io::Result<(Option<bool>, Option<i32>)> 
     })
 }
 
-/// Every regular file in `dir`, with whether it is locked right now.
-pub fn list_dir(dir: &std::path::Path) -> io::Result<Vec<LockFileState>> {
+/// Every regular file in `dir` with a UTF-8 name (lock names are strings), with whether it
+/// is locked right now. A file that went away meanwhile is skipped; one that cannot be
+/// probed is reported on stderr and counted in the returned number of problems.
+pub fn list_dir(dir: &std::path::Path) -> io::Result<(Vec<LockFileState>, usize)> {
     let mut states = Vec::new();
+    let mut problems = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if !entry.file_type()?.is_file() {
-            continue; // links, directories, FIFOs: not lock files, and not followed
+        let path = entry.path();
+        // Links, directories, FIFOs: not lock files, and not followed.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
         }
-        let (shared, pid) = probe(&entry.path())?;
-        states.push(LockFileState {
-            name: entry.file_name().to_string_lossy().into_owned(),
-            shared,
-            pid,
-        });
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            eprintln!(
+                "lockutils: {}: not a lock name (not UTF-8), skipped",
+                path.display()
+            );
+            continue;
+        };
+        match probe(&path) {
+            Ok((shared, pid)) => states.push(LockFileState { name, shared, pid }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                eprintln!("lockutils: {}: {e}", path.display());
+                problems += 1;
+            }
+        }
     }
     states.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(states)
+    Ok((states, problems))
 }
 
 fn json_string(text: &str) -> String {
@@ -296,8 +346,8 @@ fn json_string(text: &str) -> String {
 
 /// `lockutils list`: prints the lock files of `dir` (a table, or JSON).
 pub fn list(dir: &std::path::Path, json: bool) -> i32 {
-    let states = match list_dir(dir) {
-        Ok(states) => states,
+    let (states, problems) = match list_dir(dir) {
+        Ok(listed) => listed,
         Err(e) => {
             eprintln!("lockutils list: {}: {e}", dir.display());
             return EXIT_ERROR;
@@ -333,15 +383,19 @@ pub fn list(dir: &std::path::Path, json: bool) -> i32 {
             println!("{:<40} {:<10} {}", s.name, mode(s), pid(s));
         }
     }
-    0
+    if problems > 0 { EXIT_ERROR } else { 0 }
 }
 
 /// `lockutils clean`: removes the lock files of `dir` that nobody holds (and, with
 /// `older_than`, that were not modified for that long), each while holding its lock, so
 /// that a process about to wait on it moves to a new file (see `remove_external_lock_file`).
+///
+/// Limitation: Python oslo (fasteners) waits by polling with non-blocking tries, so a Python
+/// process between two tries is invisible; when it retries on a removed file it opens a new
+/// one, and holds that, while no one else can hold the old one.
 pub fn clean(dir: &std::path::Path, older_than: Option<std::time::Duration>, dry_run: bool) -> i32 {
-    let states = match list_dir(dir) {
-        Ok(states) => states,
+    let (states, mut problems) = match list_dir(dir) {
+        Ok(listed) => listed,
         Err(e) => {
             eprintln!("lockutils clean: {}: {e}", dir.display());
             return EXIT_ERROR;
@@ -372,12 +426,19 @@ pub fn clean(dir: &std::path::Path, older_than: Option<std::time::Duration>, dry
                 drop(guard);
                 match removed {
                     Ok(()) => println!("removed {}", path.display()),
-                    Err(e) => eprintln!("lockutils clean: {}: {e}", path.display()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        eprintln!("lockutils clean: {}: {e}", path.display());
+                        problems += 1;
+                    }
                 }
             }
             Err(e) if e.is_acquire_failed() => {}
-            Err(e) => eprintln!("lockutils clean: {e}"),
+            Err(e) => {
+                eprintln!("lockutils clean: {e}");
+                problems += 1;
+            }
         }
     }
-    0
+    if problems > 0 { EXIT_ERROR } else { 0 }
 }

@@ -349,3 +349,37 @@ fn clean_removes_free_lock_files_and_leaves_held_ones() {
     release(held);
     assert!(waiter.wait().unwrap().success(), "the waiter got the lock");
 }
+
+#[test]
+fn list_and_clean_skip_names_that_are_not_lock_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let odd = d.path().join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+    std::fs::write(&odd, "").unwrap();
+    drop(
+        lockutils::lock("good")
+            .external(true)
+            .lock_path(dir)
+            .acquire()
+            .unwrap(),
+    );
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--lock-path", dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("good"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not UTF-8"));
+    let out = Command::new(LOCKUTILS)
+        .args(["clean", "--lock-path", dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(odd.exists(), "a file that is not a lock name is left alone");
+    assert!(!d.path().join("good").exists());
+    assert!(
+        !d.path().join("bad\u{FFFD}").exists(),
+        "no look-alike file was created"
+    );
+}
