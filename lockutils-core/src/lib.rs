@@ -13,6 +13,8 @@
 //! - [`lock`](mod@lock): the [`lock()`] builder and its [`LockGuard`].
 //! - [`config`]: lock directories, `[oslo_concurrency]` options, lock file names.
 //! - `file`: lock files and the OS record locks on them.
+//! - `file_wait`: waiting for a lock file on behalf of an async task (helper threads).
+//! - `timer`: the runtime-agnostic timer behind async timeouts.
 //! - [`external`]: the external-lock backend trait, the file backend, [`InterProcessLock`],
 //!   [`InterProcessReaderWriterLock`] and oslo's removal and prefix helpers.
 //! - [`error`]: the one [`Error`] type.
