@@ -672,7 +672,7 @@ impl fmt::Debug for InterProcessWriteGuard<'_> {
 }
 
 /// oslo's `external_lock(name, lock_file_prefix, lock_path)`: the [`InterProcessLock`] on the
-/// lock file of `name` (see [`lock_file_path`](crate::lock_file_path) for the file's name).
+/// lock file of `name` (see [`lock_file_path`] for the file's name).
 pub fn external_lock(
     name: &str,
     prefix: Option<&str>,

@@ -162,7 +162,7 @@ thread_local! {
     static TASK_HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The body of a `#[synchronized]` `async fn`, polled with its lock on [`TASK_HELD`].
+/// The body of a `#[synchronized]` `async fn`, polled with its lock on `TASK_HELD`.
 #[must_use = "futures do nothing unless polled"]
 pub struct Scoped<F> {
     lock: Option<usize>,
@@ -214,7 +214,7 @@ fn held_by_this_task(name: &str) -> Error {
     }
 }
 
-/// Whether the task being polled on this thread holds the lock `id` (see [`TASK_HELD`]).
+/// Whether the task being polled on this thread holds the lock `id` (see `TASK_HELD`).
 fn held_by_current_task(id: impl FnOnce() -> usize) -> bool {
     TASK_HELD.with(|held| {
         let held = held.borrow();
