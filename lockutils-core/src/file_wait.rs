@@ -43,6 +43,15 @@ pub(crate) struct FileSlot {
 /// intervals instead (see [`poll_file`]).
 const HELPER_THREADS: bool = cfg!(any(target_os = "linux", target_os = "android", windows));
 
+/// One try on the slot's file: `Ok(true)` if it is now locked, `Ok(false)` if it is held.
+fn try_slot(slot: &mut FileSlot, name: &str, mode: Mode, pause: Duration) -> Result<bool, Error> {
+    match LockFile::acquire(&mut slot.file, name, &slot.path, mode, Wait::Never, pause) {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_acquire_failed() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Tries the slot's file at growing intervals (50 µs up to `pause`), sleeping on the
 /// lockutils timer in between: the async wait where helper threads cannot be used.
 async fn poll_file<X>(
@@ -60,15 +69,8 @@ async fn poll_file<X>(
         let wake_at = Instant::now() + next;
         let wake_at = deadline.map_or(wake_at, |d| d.min(wake_at));
         crate::timer::Sleep::until(wake_at).await;
-        {
-            let mut guard = cell.lock();
-            let slot = slot_of(&mut guard);
-            let path = slot.path.clone();
-            match LockFile::acquire(&mut slot.file, name, &path, mode, Wait::Never, pause) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_acquire_failed() => {}
-                Err(e) => return Err(e),
-            }
+        if try_slot(slot_of(&mut cell.lock()), name, mode, pause)? {
+            return Ok(());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::acquire_failed(name, wait.waited()));
@@ -94,17 +96,17 @@ pub(crate) async fn lock_async<X>(
         let helper = {
             let mut guard = cell.lock();
             let slot = slot_of(&mut guard);
-            let path = slot.path.clone();
-            match LockFile::acquire(&mut slot.file, name, &path, mode, Wait::Never, pause) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_acquire_failed() && wait != Wait::Never => {}
+            match try_slot(slot, name, mode, pause) {
+                Ok(true) => return Ok(()),
+                Ok(false) if wait != Wait::Never => {}
+                Ok(false) => return Err(Error::acquire_failed(name, None)),
                 Err(e) => return Err(e),
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::acquire_failed(name, wait.waited()));
             }
             if HELPER_THREADS {
-                Some(helpers().adopt_or_spawn(name, &path, mode)?)
+                Some(helpers().adopt_or_spawn(name, &slot.path, mode)?)
             } else {
                 None
             }
