@@ -1,6 +1,6 @@
 //! In-process lock costs, each beside its physical baseline in the same run.
 //!
-//! `cargo bench --bench inprocess`
+//! `cargo bench -p lockutils-bench --bench inprocess`
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -18,6 +18,10 @@ fn uncontended(c: &mut Criterion) {
     });
     g.bench_function("lock_instance_42", |b| {
         b.iter(|| drop(lock(black_box("instance-42")).acquire().unwrap()))
+    });
+    let fair_mutex = parking_lot::FairMutex::new(());
+    g.bench_function("parking_lot_fair_mutex_pair", |b| {
+        b.iter(|| drop(black_box(&fair_mutex).lock()))
     });
     g.bench_function("lock_instance_42_fair", |b| {
         b.iter(|| drop(lock(black_box("instance-42")).fair(true).acquire().unwrap()))
@@ -62,6 +66,10 @@ fn uncontended_async(c: &mut Criterion) {
     let sem = lockutils::Semaphore::new(1);
     g.bench_function("block_on_empty_future", |b| {
         b.iter(|| futures::executor::block_on(async { black_box(()) }))
+    });
+    let tokio_mutex = tokio::sync::Mutex::new(());
+    g.bench_function("tokio_mutex_lock", |b| {
+        b.iter(|| futures::executor::block_on(async { drop(black_box(&tokio_mutex).lock().await) }))
     });
     g.bench_function("semaphore_acquire_async", |b| {
         b.iter(|| {

@@ -1,7 +1,7 @@
 //! `#[synchronized("literal")]` call overhead, beside the undecorated function and the
-//! runtime's `lock()` around the same body, in one run.
+//! runtime's `lock()` around the same body, in one run; and the external variant.
 //!
-//! `cargo bench --bench synchronized`
+//! `cargo bench -p lockutils-bench --bench synchronized`
 
 use std::hint::black_box;
 
@@ -26,6 +26,12 @@ fn decorated_dynamic(x: u64) -> u64 {
 }
 
 #[inline(never)]
+#[synchronized("bench-external", external = true)]
+fn decorated_external(x: u64) -> u64 {
+    black_box(x).wrapping_mul(3)
+}
+
+#[inline(never)]
 fn with_lock(x: u64) -> u64 {
     let _g = lock("bench-runtime").acquire().unwrap();
     black_box(x).wrapping_mul(3)
@@ -38,6 +44,12 @@ fn overhead(c: &mut Criterion) {
     g.bench_function("lock_builder", |b| b.iter(|| with_lock(black_box(7))));
     g.bench_function("format_name", |b| {
         b.iter(|| decorated_dynamic(black_box(7)))
+    });
+    // The lock directory comes from the defaults, as a service's configuration gives it.
+    let dir = tempfile::tempdir().unwrap();
+    lockutils::set_defaults(dir.path());
+    g.bench_function("external_literal_name", |b| {
+        b.iter(|| decorated_external(black_box(7)))
     });
     g.finish();
 }

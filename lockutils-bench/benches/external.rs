@@ -1,0 +1,374 @@
+//! External lock costs, each beside its physical baseline in the same run:
+//! - uncontended acquire+release (blocking and async) beside the raw `F_OFD_SETLK`
+//!   lock+unlock pair on an open descriptor, and beside fasteners' full
+//!   open+lock+unlock+close cycle;
+//! - 4 processes incrementing a counter file under one lock, beside 4 processes running a
+//!   raw OFD loop that does the same work; how often the lock changed hands is recorded;
+//! - the handoff, from a holder's release to a blocked waiter's acquire: to a thread and to
+//!   an awaiting task (criterion), and to another process (median and p99, beside a raw OFD
+//!   waiter).
+//!
+//! `cargo bench -p lockutils-bench --bench external`
+
+use std::hint::black_box;
+use std::io::{BufRead, BufReader, Lines, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use lockutils::{InterProcessLock, LockGuard, Semaphores, lock};
+use lockutils_bench::{
+    Counter, Samples, blocked_waiters, json, monotonic_ns, ofd, open_lock_file, record, size,
+};
+
+const ROLE_ENV: &str = "LOCKUTILS_BENCH_CHILD";
+
+fn uncontended(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("external_uncontended");
+    let raw = open_lock_file(&dir.path().join("raw")).unwrap();
+    g.bench_function("raw_ofd_lock_unlock_pair", |b| {
+        b.iter(|| {
+            ofd(black_box(&raw), libc::F_WRLCK, false).unwrap();
+            ofd(&raw, libc::F_UNLCK, false).unwrap();
+        })
+    });
+    let cycle = dir.path().join("cycle");
+    g.bench_function("open_lock_unlock_close_cycle", |b| {
+        b.iter(|| {
+            let f = open_lock_file(black_box(&cycle)).unwrap();
+            ofd(&f, libc::F_WRLCK, false).unwrap();
+            ofd(&f, libc::F_UNLCK, false).unwrap();
+        })
+    });
+    g.bench_function("lock_external", |b| {
+        b.iter(|| {
+            drop(
+                lock(black_box("bench-ext"))
+                    .external(true)
+                    .lock_path(dir.path())
+                    .acquire()
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("lock_external_acquire_async", |b| {
+        b.iter(|| {
+            futures::executor::block_on(async {
+                drop(
+                    lock(black_box("bench-ext"))
+                        .external(true)
+                        .lock_path(dir.path())
+                        .acquire_async()
+                        .await
+                        .unwrap(),
+                )
+            })
+        })
+    });
+    let ipl = InterProcessLock::new(dir.path().join("ipl"));
+    g.bench_function("inter_process_lock", |b| {
+        b.iter(|| drop(black_box(&ipl).acquire().unwrap()))
+    });
+    g.finish();
+}
+
+/// Starts this benchmark binary again as a child playing `role`, with piped stdin and stdout.
+fn spawn_child(role: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE_ENV, role)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    lines
+        .next()
+        .expect("the child ended early")
+        .expect("the child's stdout")
+}
+
+/// A child of the contention benchmark: prepares, says `ready`, waits for `go`, runs `iters`
+/// increments of the counter under the lock, and prints how long that took in nanoseconds
+/// and how often the lock came from another process.
+fn contention_child(mode: &str, dir: &Path, iters: u64) {
+    let mut counter = Counter::open(&dir.join("counter")).unwrap();
+    let raw = open_lock_file(&dir.join("raw-lock")).unwrap();
+    println!("ready");
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    let started = Instant::now();
+    for _ in 0..iters {
+        if mode == "raw" {
+            ofd(&raw, libc::F_WRLCK, true).unwrap();
+            counter.increment().unwrap();
+            ofd(&raw, libc::F_UNLCK, false).unwrap();
+        } else {
+            let _g = lock("contended")
+                .external(true)
+                .lock_path(dir)
+                .acquire()
+                .unwrap();
+            counter.increment().unwrap();
+        }
+    }
+    println!(
+        "{} {}",
+        started.elapsed().as_nanos(),
+        counter.ownership_changes()
+    );
+}
+
+/// Runs 4 child processes of `mode` doing `iters` increments each; the slowest one's time,
+/// and how often the lock passed from one process to another. Checks the count is exact.
+fn four_processes(mode: &str, iters: u64) -> (Duration, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let role = format!("count {mode} {} {iters}", dir.path().display());
+    let mut children: Vec<_> = (0..4).map(|_| spawn_child(&role)).collect();
+    for (_, lines) in &mut children {
+        assert_eq!(next_line(lines), "ready");
+    }
+    for (c, _) in &mut children {
+        c.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    let (mut slowest, mut changes) = (0, 0);
+    for (_, lines) in &mut children {
+        let line = next_line(lines);
+        let (elapsed, changed) = line.split_once(' ').unwrap();
+        slowest = slowest.max(elapsed.parse::<u64>().unwrap());
+        changes += changed.parse::<u64>().unwrap();
+    }
+    for (mut c, _) in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let counter = Counter::open(&dir.path().join("counter")).unwrap();
+    assert_eq!(counter.read().unwrap().0, 4 * iters, "lost increments");
+    (Duration::from_nanos(slowest), changes)
+}
+
+fn contention(c: &mut Criterion) {
+    let mut g = c.benchmark_group("external_4_processes");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(4));
+    g.bench_function("raw_ofd_loop", |b| {
+        b.iter_custom(|iters| four_processes("raw", iters).0)
+    });
+    g.bench_function("lock_external", |b| {
+        b.iter_custom(|iters| four_processes("lockutils", iters).0)
+    });
+    g.finish();
+    // The kernel promises no fairness between processes; this shows how the lock moved.
+    let per_process = size(25_000, 1_000);
+    let mut runs = serde_json::Map::new();
+    for mode in ["raw", "lockutils"] {
+        let (elapsed, changes) = four_processes(mode, per_process);
+        runs.insert(
+            mode.to_owned(),
+            json!({
+                "increments": 4 * per_process,
+                "elapsed_ns": elapsed.as_nanos() as u64,
+                "ownership_changes": changes,
+            }),
+        );
+    }
+    record("external_4_processes", serde_json::Value::Object(runs)).unwrap();
+}
+
+/// Time from a holder's release to a blocked waiter's acquire, summed over `iters` handoffs.
+/// Holder and waiter use separate in-process namespaces, so only the file lock (and the
+/// kernel's wake-up) stands between them, as between two processes.
+fn handoffs(dir: &Path, iters: u64) -> Duration {
+    let (holder_ns, waiter_ns) = (Semaphores::new(), Semaphores::new());
+    let file: PathBuf = dir.join("handoff");
+    let ext = |ns| lock("handoff").semaphores(ns).external(true).lock_path(dir);
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let held = ext(&holder_ns).acquire().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::scope(|s| {
+            s.spawn(|| {
+                let _g = ext(&waiter_ns).acquire().unwrap();
+                tx.send(Instant::now()).unwrap();
+            });
+            while blocked_waiters(&file).unwrap() == 0 {
+                thread::yield_now();
+            }
+            let released = Instant::now();
+            drop(held);
+            total += rx.recv().unwrap() - released;
+        });
+    }
+    total
+}
+
+/// Like [`handoffs`], to a task awaiting the lock on a current-thread tokio runtime.
+fn async_handoffs(dir: &Path, iters: u64) -> Duration {
+    let (holder_ns, waiter_ns) = (Semaphores::new(), Semaphores::new());
+    let file: PathBuf = dir.join("handoff-async");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ext = |ns| {
+        lock("handoff-async")
+            .semaphores(ns)
+            .external(true)
+            .lock_path(dir)
+    };
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let held = ext(&holder_ns).acquire().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::scope(|s| {
+            s.spawn(|| {
+                runtime.block_on(async {
+                    let _g = ext(&waiter_ns).acquire_async().await.unwrap();
+                    tx.send(Instant::now()).unwrap();
+                })
+            });
+            while blocked_waiters(&file).unwrap() == 0 {
+                thread::yield_now();
+            }
+            let released = Instant::now();
+            drop(held);
+            total += rx.recv().unwrap() - released;
+        });
+    }
+    total
+}
+
+/// The external lock of one handoff run: lockutils' or a raw OFD lock on its own descriptor.
+enum Handoff {
+    Lockutils(PathBuf),
+    Raw(std::fs::File),
+}
+
+impl Handoff {
+    fn new(mode: &str, dir: &Path) -> Self {
+        match mode {
+            "raw" => Handoff::Raw(open_lock_file(&dir.join("handoff")).unwrap()),
+            _ => Handoff::Lockutils(dir.to_owned()),
+        }
+    }
+
+    /// Blocks until the lock is held; the guard (if any) releases it.
+    fn take(&self) -> Option<LockGuard> {
+        match self {
+            Handoff::Lockutils(dir) => Some(
+                lock("handoff")
+                    .external(true)
+                    .lock_path(dir)
+                    .acquire()
+                    .unwrap(),
+            ),
+            Handoff::Raw(file) => {
+                ofd(file, libc::F_WRLCK, true).unwrap();
+                None
+            }
+        }
+    }
+
+    fn release(&self, guard: Option<LockGuard>) {
+        match self {
+            Handoff::Lockutils(_) => drop(guard),
+            Handoff::Raw(file) => ofd(file, libc::F_UNLCK, false).unwrap(),
+        }
+    }
+}
+
+/// The waiter process of a cross-process handoff: on each `go`, blocks on the lock, reads
+/// the clock the moment it has it, releases, and prints that time.
+fn handoff_child(mode: &str, dir: &Path) {
+    let lock = Handoff::new(mode, dir);
+    println!("ready");
+    for line in std::io::stdin().lines() {
+        if line.unwrap() != "go" {
+            break;
+        }
+        let guard = lock.take();
+        let acquired = monotonic_ns();
+        lock.release(guard);
+        println!("{acquired}");
+    }
+}
+
+/// `rounds` handoffs from this process to a waiter process blocked in the kernel: the time
+/// from the release (here) to the acquire (there), on the machine-wide monotonic clock.
+fn process_handoffs(mode: &str, rounds: usize) -> Samples {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = Handoff::new(mode, dir.path());
+    drop(lock.take()); // creates the file the waiter is found by
+    let file = dir.path().join("handoff");
+    let (mut child, mut lines) = spawn_child(&format!("handoff {mode} {}", dir.path().display()));
+    assert_eq!(next_line(&mut lines), "ready");
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let held = lock.take();
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        // Released only once the waiter is queued in the kernel, so each sample is a wake-up.
+        while blocked_waiters(&file).unwrap() == 0 {
+            assert!(child.try_wait().unwrap().is_none(), "the waiter died");
+            thread::yield_now();
+        }
+        let released = monotonic_ns();
+        lock.release(held);
+        let acquired: u64 = next_line(&mut lines).parse().unwrap();
+        samples.push(acquired - released);
+    }
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    Samples::new(samples)
+}
+
+fn handoff(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("external_handoff");
+    g.bench_function("release_to_blocked_thread", |b| {
+        b.iter_custom(|iters| handoffs(dir.path(), iters))
+    });
+    g.bench_function("release_to_awaiting_task", |b| {
+        b.iter_custom(|iters| async_handoffs(dir.path(), iters))
+    });
+    g.finish();
+    let rounds = size(2_000, 100);
+    let mut runs = serde_json::Map::new();
+    for mode in ["raw", "lockutils"] {
+        let s = process_handoffs(mode, rounds);
+        runs.insert(
+            mode.to_owned(),
+            json!({
+                "rounds": s.len(),
+                "median_ns": s.percentile(50.0),
+                "p99_ns": s.percentile(99.0),
+                "max_ns": s.percentile(100.0),
+            }),
+        );
+    }
+    record("external_handoff_process", serde_json::Value::Object(runs)).unwrap();
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE_ENV) {
+        let parts: Vec<&str> = role.splitn(4, ' ').collect();
+        match parts[..] {
+            ["count", mode, dir, iters] => {
+                contention_child(mode, Path::new(dir), iters.parse().unwrap())
+            }
+            ["handoff", mode, dir] => handoff_child(mode, Path::new(dir)),
+            _ => panic!("unknown child role {role:?}"),
+        }
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    uncontended(&mut c);
+    contention(&mut c);
+    handoff(&mut c);
+    c.final_summary();
+}
