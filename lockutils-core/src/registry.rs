@@ -132,6 +132,40 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (full as u64) ^ ((full >> 64) as u64)
 }
 
+/// The 1 to 7 bytes of `tail` in one word, read without a byte copy (a `memcpy` call would
+/// cost as much as the rest of the hash). Overlapping reads cover every byte, so for a given
+/// length (which the hash also takes in) distinct tails give distinct words.
+#[inline]
+fn tail_word(tail: &[u8]) -> u64 {
+    let n = tail.len();
+    debug_assert!((1..8).contains(&n));
+    if n >= 4 {
+        let lo = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes"));
+        let hi = u32::from_le_bytes(tail[n - 4..].try_into().expect("4 bytes"));
+        u64::from(lo) | (u64::from(hi) << 32)
+    } else {
+        u64::from(tail[0]) | (u64::from(tail[n / 2]) << 8) | (u64::from(tail[n - 1]) << 16)
+    }
+}
+
+/// `a == b` for names, inlined for the short names locks usually have: a `memcmp` call
+/// costs more than comparing one or two overlapping words.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    match n {
+        // Two overlapping words cover all of 8 to 16 bytes.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
+}
+
 impl NameHasher {
     fn random() -> Self {
         // std's RandomState is seeded from the OS; two of its outputs make a 128-bit key.
@@ -154,9 +188,7 @@ impl NameHasher {
         }
         let tail = chunks.remainder();
         if !tail.is_empty() {
-            let mut word = [0u8; 8];
-            word[..tail.len()].copy_from_slice(tail);
-            h = fold_mul(h ^ u64::from_le_bytes(word), self.k1 ^ M);
+            h = fold_mul(h ^ tail_word(tail), self.k1 ^ M);
         }
         fold_mul(h, self.k1.rotate_left(32) ^ M)
     }
@@ -274,8 +306,8 @@ impl<T: Create> Shard<T> {
     #[inline]
     fn find(&self, hash: u64, name: &str) -> Option<&Arc<Entry<T>>> {
         match self.buckets.get(&hash)? {
-            Bucket::One(entry) => (*entry.name == *name).then_some(entry),
-            Bucket::Many(entries) => entries.iter().find(|e| *e.name == *name),
+            Bucket::One(entry) => same_name(&entry.name, name).then_some(entry),
+            Bucket::Many(entries) => entries.iter().find(|e| same_name(&e.name, name)),
         }
     }
 
@@ -498,6 +530,44 @@ mod tests {
             NameHasher::random().hash(""),
             "keys are random"
         );
+    }
+
+    #[test]
+    fn names_compare_equal_exactly_when_their_bytes_do() {
+        let base: Vec<u8> = (b'a'..=b'z').collect();
+        for n in 0..=24 {
+            let a = std::str::from_utf8(&base[..n]).unwrap();
+            assert!(same_name(a, a), "{a:?}");
+            // A change at any position, and any other length, is seen.
+            for at in 0..n {
+                let mut other = base[..n].to_vec();
+                other[at] = b'_';
+                assert!(
+                    !same_name(a, std::str::from_utf8(&other).unwrap()),
+                    "{a:?} at {at}"
+                );
+            }
+            if n > 0 {
+                assert!(!same_name(a, &a[..n - 1]));
+            }
+        }
+    }
+
+    #[test]
+    fn tail_words_differ_for_different_tails_of_one_length() {
+        for n in 1..8 {
+            let mut seen = std::collections::HashSet::new();
+            // Every tail with one byte changed from the base, and the base itself.
+            let base = [7u8; 7];
+            assert!(seen.insert(tail_word(&base[..n])));
+            for at in 0..n {
+                for v in [0u8, 1, 255] {
+                    let mut t = base;
+                    t[at] = v;
+                    assert!(seen.insert(tail_word(&t[..n])), "n {n} at {at} v {v}");
+                }
+            }
+        }
     }
 
     #[test]
