@@ -181,23 +181,22 @@ fn contention(c: &mut Criterion) {
     record("external_4_processes", serde_json::Value::Object(runs)).unwrap();
 }
 
-/// Time from a holder's release to a blocked waiter's acquire, summed over `iters` handoffs.
-/// Holder and waiter use separate in-process namespaces, so only the file lock (and the
-/// kernel's wake-up) stands between them, as between two processes.
-fn handoffs(dir: &Path, iters: u64) -> Duration {
-    let (holder_ns, waiter_ns) = (Semaphores::new(), Semaphores::new());
-    let file: PathBuf = dir.join("handoff");
-    let ext = |ns| lock("handoff").semaphores(ns).external(true).lock_path(dir);
+/// Time from a holder's release to a blocked waiter's acquire, summed over `iters` handoffs:
+/// each time, `hold` takes the lock, a thread runs `wait` (which takes it and returns when),
+/// and the holder releases once the kernel shows the waiter blocked on `file`.
+fn timed_handoffs(
+    file: &Path,
+    iters: u64,
+    hold: impl Fn() -> LockGuard,
+    wait: impl Fn() -> Instant + Sync,
+) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        let held = ext(&holder_ns).acquire().unwrap();
+        let held = hold();
         let (tx, rx) = mpsc::channel();
         thread::scope(|s| {
-            s.spawn(|| {
-                let _g = ext(&waiter_ns).acquire().unwrap();
-                tx.send(Instant::now()).unwrap();
-            });
-            while blocked_waiters(&file).unwrap() == 0 {
+            s.spawn(|| tx.send(wait()).unwrap());
+            while blocked_waiters(file).unwrap() == 0 {
                 thread::yield_now();
             }
             let released = Instant::now();
@@ -208,10 +207,26 @@ fn handoffs(dir: &Path, iters: u64) -> Duration {
     total
 }
 
+/// Handoffs to a blocked thread. Holder and waiter use separate in-process namespaces, so
+/// only the file lock (and the kernel's wake-up) stands between them, as between two
+/// processes.
+fn handoffs(dir: &Path, iters: u64) -> Duration {
+    let (holder_ns, waiter_ns) = (Semaphores::new(), Semaphores::new());
+    let ext = |ns| lock("handoff").semaphores(ns).external(true).lock_path(dir);
+    timed_handoffs(
+        &dir.join("handoff"),
+        iters,
+        || ext(&holder_ns).acquire().unwrap(),
+        || {
+            let _g = ext(&waiter_ns).acquire().unwrap();
+            Instant::now()
+        },
+    )
+}
+
 /// Like [`handoffs`], to a task awaiting the lock on a current-thread tokio runtime.
 fn async_handoffs(dir: &Path, iters: u64) -> Duration {
     let (holder_ns, waiter_ns) = (Semaphores::new(), Semaphores::new());
-    let file: PathBuf = dir.join("handoff-async");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -222,26 +237,17 @@ fn async_handoffs(dir: &Path, iters: u64) -> Duration {
             .external(true)
             .lock_path(dir)
     };
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let held = ext(&holder_ns).acquire().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::scope(|s| {
-            s.spawn(|| {
-                runtime.block_on(async {
-                    let _g = ext(&waiter_ns).acquire_async().await.unwrap();
-                    tx.send(Instant::now()).unwrap();
-                })
-            });
-            while blocked_waiters(&file).unwrap() == 0 {
-                thread::yield_now();
-            }
-            let released = Instant::now();
-            drop(held);
-            total += rx.recv().unwrap() - released;
-        });
-    }
-    total
+    timed_handoffs(
+        &dir.join("handoff-async"),
+        iters,
+        || ext(&holder_ns).acquire().unwrap(),
+        || {
+            runtime.block_on(async {
+                let _g = ext(&waiter_ns).acquire_async().await.unwrap();
+                Instant::now()
+            })
+        },
+    )
 }
 
 /// The external lock of one handoff run: lockutils' or a raw OFD lock on its own descriptor.
