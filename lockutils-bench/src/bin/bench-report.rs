@@ -542,7 +542,7 @@ fn markdown(rows: &[Row], s: &Sources, args: &Args) -> String {
         "# lockutils beside its baselines and oslo.concurrency\n"
     );
     if let Some(date) = &args.date {
-        let _ = writeln!(md, "Run: {date}. ");
+        let _ = writeln!(md, "Run: {date}.\n");
     }
     if args.smoke {
         let _ = writeln!(
