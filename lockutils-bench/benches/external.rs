@@ -21,10 +21,13 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use lockutils::{InterProcessLock, LockGuard, Semaphores, lock};
 use lockutils_bench::{
-    Counter, Samples, blocked_waiters, json, monotonic_ns, ofd, open_lock_file, record, size,
+    Counter, Samples, blocked_waiters, json, monotonic_ns, ofd, open_lock_file, posix_lock, record,
+    size,
 };
 
 const ROLE_ENV: &str = "LOCKUTILS_BENCH_CHILD";
+/// The lock directory of a child, apart from its role so that any path works.
+const DIR_ENV: &str = "LOCKUTILS_BENCH_DIR";
 
 fn uncontended(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -40,8 +43,8 @@ fn uncontended(c: &mut Criterion) {
     g.bench_function("open_lock_unlock_close_cycle", |b| {
         b.iter(|| {
             let f = open_lock_file(black_box(&cycle)).unwrap();
-            ofd(&f, libc::F_WRLCK, false).unwrap();
-            ofd(&f, libc::F_UNLCK, false).unwrap();
+            posix_lock(&f, libc::F_WRLCK).unwrap();
+            posix_lock(&f, libc::F_UNLCK).unwrap();
         })
     });
     g.bench_function("lock_external", |b| {
@@ -76,10 +79,12 @@ fn uncontended(c: &mut Criterion) {
     g.finish();
 }
 
-/// Starts this benchmark binary again as a child playing `role`, with piped stdin and stdout.
-fn spawn_child(role: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
+/// Starts this benchmark binary again as a child playing `role` in `dir`, with piped stdin
+/// and stdout.
+fn spawn_child(role: &str, dir: &Path) -> (Child, Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(ROLE_ENV, role)
+        .env(DIR_ENV, dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -96,15 +101,15 @@ fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
 }
 
 /// A child of the contention benchmark: prepares, says `ready`, waits for `go`, runs `iters`
-/// increments of the counter under the lock, and prints how long that took in nanoseconds
-/// and how often the lock came from another process.
+/// increments of the counter under the lock, and prints when it started and ended (on the
+/// machine-wide monotonic clock) and how often the lock came from another process.
 fn contention_child(mode: &str, dir: &Path, iters: u64) {
     let mut counter = Counter::open(&dir.join("counter")).unwrap();
     let raw = open_lock_file(&dir.join("raw-lock")).unwrap();
     println!("ready");
     let mut go = String::new();
     std::io::stdin().read_line(&mut go).unwrap();
-    let started = Instant::now();
+    let started = monotonic_ns();
     for _ in 0..iters {
         if mode == "raw" {
             ofd(&raw, libc::F_WRLCK, true).unwrap();
@@ -120,37 +125,42 @@ fn contention_child(mode: &str, dir: &Path, iters: u64) {
         }
     }
     println!(
-        "{} {}",
-        started.elapsed().as_nanos(),
+        "{started} {} {}",
+        monotonic_ns(),
         counter.ownership_changes()
     );
 }
 
-/// Runs 4 child processes of `mode` doing `iters` increments each; the slowest one's time,
-/// and how often the lock passed from one process to another. Checks the count is exact.
+/// Runs 4 child processes of `mode` doing `iters` increments each; the time from the first
+/// start to the last end, and how often the lock passed from one process to another. Checks
+/// the count is exact.
 fn four_processes(mode: &str, iters: u64) -> (Duration, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let role = format!("count {mode} {} {iters}", dir.path().display());
-    let mut children: Vec<_> = (0..4).map(|_| spawn_child(&role)).collect();
+    let role = format!("count {mode} {iters}");
+    let mut children: Vec<_> = (0..4).map(|_| spawn_child(&role, dir.path())).collect();
     for (_, lines) in &mut children {
         assert_eq!(next_line(lines), "ready");
     }
     for (c, _) in &mut children {
         c.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     }
-    let (mut slowest, mut changes) = (0, 0);
+    let (mut first_start, mut last_end, mut changes) = (u64::MAX, 0, 0);
     for (_, lines) in &mut children {
         let line = next_line(lines);
-        let (elapsed, changed) = line.split_once(' ').unwrap();
-        slowest = slowest.max(elapsed.parse::<u64>().unwrap());
-        changes += changed.parse::<u64>().unwrap();
+        let figures: Vec<u64> = line.split(' ').map(|f| f.parse().unwrap()).collect();
+        let [start, end, changed] = figures[..] else {
+            panic!("unexpected child output {line:?}");
+        };
+        first_start = first_start.min(start);
+        last_end = last_end.max(end);
+        changes += changed;
     }
     for (mut c, _) in children {
         assert!(c.wait().unwrap().success());
     }
     let counter = Counter::open(&dir.path().join("counter")).unwrap();
     assert_eq!(counter.read().unwrap().0, 4 * iters, "lost increments");
-    (Duration::from_nanos(slowest), changes)
+    (Duration::from_nanos(last_end - first_start), changes)
 }
 
 fn contention(c: &mut Criterion) {
@@ -181,6 +191,22 @@ fn contention(c: &mut Criterion) {
     record("external_4_processes", serde_json::Value::Object(runs)).unwrap();
 }
 
+/// Returns once the kernel shows a waiter blocked on `file`. Fails instead of spinning for
+/// ever when `gone()` says the waiter ended, or after a minute (a filesystem whose inode
+/// numbers `/proc/locks` shows differently).
+fn await_blocked_waiter(file: &Path, mut gone: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while blocked_waiters(file).unwrap() == 0 {
+        assert!(!gone(), "the waiter ended before it blocked");
+        assert!(
+            Instant::now() < deadline,
+            "no waiter seen blocked on {} in /proc/locks",
+            file.display()
+        );
+        thread::yield_now();
+    }
+}
+
 /// Time from a holder's release to a blocked waiter's acquire, summed over `iters` handoffs:
 /// each time, `hold` takes the lock, a thread runs `wait` (which takes it and returns when),
 /// and the holder releases once the kernel shows the waiter blocked on `file`.
@@ -195,10 +221,8 @@ fn timed_handoffs(
         let held = hold();
         let (tx, rx) = mpsc::channel();
         thread::scope(|s| {
-            s.spawn(|| tx.send(wait()).unwrap());
-            while blocked_waiters(file).unwrap() == 0 {
-                thread::yield_now();
-            }
+            let waiter = s.spawn(|| tx.send(wait()).unwrap());
+            await_blocked_waiter(file, || waiter.is_finished());
             let released = Instant::now();
             drop(held);
             total += rx.recv().unwrap() - released;
@@ -310,23 +334,26 @@ fn handoff_child(mode: &str, dir: &Path) {
 fn process_handoffs(mode: &str, rounds: usize) -> Samples {
     let dir = tempfile::tempdir().unwrap();
     let lock = Handoff::new(mode, dir.path());
-    drop(lock.take()); // creates the file the waiter is found by
+    // Creates the file the waiter is found by.
+    let created = lock.take();
+    lock.release(created);
     let file = dir.path().join("handoff");
-    let (mut child, mut lines) = spawn_child(&format!("handoff {mode} {}", dir.path().display()));
+    let (mut child, mut lines) = spawn_child(&format!("handoff {mode}"), dir.path());
     assert_eq!(next_line(&mut lines), "ready");
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let held = lock.take();
         child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
         // Released only once the waiter is queued in the kernel, so each sample is a wake-up.
-        while blocked_waiters(&file).unwrap() == 0 {
-            assert!(child.try_wait().unwrap().is_none(), "the waiter died");
-            thread::yield_now();
-        }
+        await_blocked_waiter(&file, || child.try_wait().unwrap().is_some());
         let released = monotonic_ns();
         lock.release(held);
         let acquired: u64 = next_line(&mut lines).parse().unwrap();
-        samples.push(acquired - released);
+        samples.push(
+            acquired
+                .checked_sub(released)
+                .expect("acquired after the release"),
+        );
     }
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
@@ -362,12 +389,11 @@ fn handoff(c: &mut Criterion) {
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE_ENV) {
-        let parts: Vec<&str> = role.splitn(4, ' ').collect();
+        let dir = PathBuf::from(std::env::var_os(DIR_ENV).expect("a child's lock directory"));
+        let parts: Vec<&str> = role.split(' ').collect();
         match parts[..] {
-            ["count", mode, dir, iters] => {
-                contention_child(mode, Path::new(dir), iters.parse().unwrap())
-            }
-            ["handoff", mode, dir] => handoff_child(mode, Path::new(dir)),
+            ["count", mode, iters] => contention_child(mode, &dir, iters.parse().unwrap()),
+            ["handoff", mode] => handoff_child(mode, &dir),
             _ => panic!("unknown child role {role:?}"),
         }
         return;

@@ -57,6 +57,21 @@ pub fn ofd(file: &File, kind: libc::c_int, wait: bool) -> io::Result<()> {
     }
 }
 
+/// A classic POSIX record lock request on the whole of `file` without waiting (`F_SETLK`,
+/// as Python's `fcntl.lockf` with `LOCK_NB`): what fasteners, under oslo, takes.
+pub fn posix_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
+    // SAFETY: as in `ofd`; l_pid is ignored by F_SETLK.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    // SAFETY: as in `ofd`.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &mut fl) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Opens (creating) a lock file the way fasteners does: read + append.
 pub fn open_lock_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
@@ -139,10 +154,10 @@ impl Counter {
     }
 
     /// Adds one (call it with the lock held) and notes whether the lock came from another
-    /// process since this one's last increment.
+    /// process since this one's last increment (the very first increment came from none).
     pub fn increment(&mut self) -> io::Result<()> {
         let (value, last) = self.read()?;
-        if last != self.me {
+        if last != self.me && last != 0 {
             self.changes += 1;
         }
         let mut buf = [0u8; 16];
@@ -224,6 +239,15 @@ mod tests {
     }
 
     #[test]
+    fn the_first_increment_is_no_ownership_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Counter::open(&dir.path().join("counter")).unwrap();
+        c.increment().unwrap();
+        assert_eq!(c.read().unwrap().0, 1);
+        assert_eq!(c.ownership_changes(), 0);
+    }
+
+    #[test]
     fn the_counter_counts_and_sees_its_own_increments_as_no_change() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("counter");
@@ -252,6 +276,7 @@ mod tests {
         assert_eq!(busy.raw_os_error(), Some(libc::EAGAIN));
         ofd(&a, libc::F_UNLCK, false).unwrap();
         ofd(&b, libc::F_WRLCK, false).unwrap();
+        posix_lock(&a, libc::F_WRLCK).unwrap_err(); // OFD and POSIX locks conflict
         assert!(peak_rss().unwrap() > 0);
         assert!(monotonic_ns() > 0);
     }
