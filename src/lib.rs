@@ -98,6 +98,10 @@
 #![warn(missing_docs)]
 
 pub use lockutils_core::{
+    AcquireFuture, BACKEND_URL_ENV, BackendFactory, external_backend, lock_file_name, redact_url,
+    register_backend, set_external_backend,
+};
+pub use lockutils_core::{
     AsyncLockGuard, AsyncReadGuard, AsyncWriteGuard, DEFAULT_DELAY, Error, ExternalBackend,
     ExternalCache, ExternalTarget, FairLock, FairLocks, FileBackend, InterProcessGuard,
     InterProcessLock, InterProcessReadGuard, InterProcessReaderWriterLock, InterProcessWriteGuard,
