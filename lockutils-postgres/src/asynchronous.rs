@@ -50,7 +50,9 @@ impl Inner {
 
     async fn checkout_async(&self, name: &str) -> Result<(tokio_postgres::Client, bool), Error> {
         loop {
-            let Some(client) = self.idle_async.lock().pop() else { break };
+            let Some(client) = self.idle_async.lock().pop() else {
+                break;
+            };
             if !client.is_closed() {
                 return Ok((client, true));
             }

@@ -77,5 +77,7 @@ pub fn key_of(name: &str, prefix: Option<&str>) -> Result<(String, i64), lockuti
 /// );
 /// ```
 pub fn key_sql(name_sql: &str) -> String {
-    format!("('x' || substr(encode(sha256(convert_to({name_sql}, 'UTF8')), 'hex'), 1, 16))::bit(64)::bigint")
+    format!(
+        "('x' || substr(encode(sha256(convert_to({name_sql}, 'UTF8')), 'hex'), 1, 16))::bit(64)::bigint"
+    )
 }

@@ -67,8 +67,8 @@ use std::time::Duration;
 #[cfg(feature = "async")]
 use lockutils_core::AcquireFuture;
 use lockutils_core::{
-    Error, ExternalBackend, ExternalCache, ExternalTarget, LOG_TARGET, Wait,
-    redact_url, register_backend,
+    Error, ExternalBackend, ExternalCache, ExternalTarget, LOG_TARGET, Wait, redact_url,
+    register_backend,
 };
 use parking_lot::Mutex;
 use postgres::NoTls;
@@ -208,7 +208,7 @@ impl PgBackend {
             Error::backend(
                 "",
                 target.clone(),
-                format!("not a valid PostgreSQL URL: {e}"),
+                format!("not a valid PostgreSQL URL: {}", explain(&e)),
             )
         };
         let mut config: postgres::Config = url.parse().map_err(bad_url)?;
@@ -333,7 +333,11 @@ fn wait_millis(wait: Wait) -> Option<u64> {
         Wait::For(timeout) => {
             // Rounded up: a server that gives up earlier than asked would be wrong.
             let ms = timeout.as_nanos().div_ceil(1_000_000);
-            Some(u64::try_from(ms).unwrap_or(i32::MAX as u64).clamp(1, i32::MAX as u64))
+            Some(
+                u64::try_from(ms)
+                    .unwrap_or(i32::MAX as u64)
+                    .clamp(1, i32::MAX as u64),
+            )
         }
     }
 }
@@ -372,6 +376,29 @@ fn is_lock_timeout(e: &postgres::Error) -> bool {
     e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
 }
 
+/// `e` with its causes: the client's own text says little ("db error").
+pub(crate) fn explain(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn db_error(e: &postgres::Error) -> Option<&DbError> {
     e.as_db_error()
 }
@@ -389,12 +416,13 @@ impl Inner {
                 if *code == SqlState::INVALID_PASSWORD
                     || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
             {
-                format!("the server refused the credentials: {e}")
+                format!("the server refused the credentials: {}", explain(e))
             }
-            Some(_) => format!("the server refused the connection: {e}"),
+            Some(_) => format!("the server refused the connection: {}", explain(e)),
             None => format!(
                 "cannot connect to the server (is it running and reachable, is the URL right?): \
-                 {e}"
+                 {}",
+                explain(e)
             ),
         };
         Error::backend(name, self.target.clone(), reason)
@@ -402,9 +430,12 @@ impl Inner {
 
     fn query_error(&self, name: &str, action: &str, e: &postgres::Error) -> Error {
         let reason = if e.is_closed() || db_error(e).is_none() {
-            format!("the connection to the server failed while trying to {action}: {e}")
+            format!(
+                "the connection to the server failed while trying to {action}: {}",
+                explain(e)
+            )
         } else {
-            format!("the server failed to {action}: {e}")
+            format!("the server failed to {action}: {}", explain(e))
         };
         Error::backend(name, self.target.clone(), reason)
     }
@@ -412,7 +443,9 @@ impl Inner {
     /// An idle connection, or a new one; `true` if it came from the pool.
     fn checkout(&self, name: &str) -> Result<(postgres::Client, bool), Error> {
         loop {
-            let Some(client) = self.idle.lock().pop() else { break };
+            let Some(client) = self.idle.lock().pop() else {
+                break;
+            };
             if !client.is_closed() {
                 return Ok((client, true));
             }
@@ -481,7 +514,8 @@ impl Inner {
                         self.target.clone(),
                         format!(
                             "the session holding the lock failed before the release, which may \
-                             have lost the lock earlier: {e}"
+                             have lost the lock earlier: {}",
+                            explain(&e)
                         ),
                     )),
                 }
@@ -495,12 +529,15 @@ impl Inner {
                         Ok(messages) if last_value(&messages) == Some("t") => {
                             inner.checkin_async(client);
                         }
-                        Ok(_) => tracing::warn!(target: LOG_TARGET, lock = name, "{}", inner.lost(&name)),
+                        Ok(_) => {
+                            tracing::warn!(target: LOG_TARGET, lock = name, "{}", inner.lost(&name))
+                        }
                         Err(e) => tracing::warn!(
                             target: LOG_TARGET,
                             lock = name,
-                            "lock {name} ({}): the release failed: {e}",
-                            inner.target
+                            "lock {name} ({}): the release failed: {}",
+                            inner.target,
+                            explain(&e)
                         ),
                     }
                 });
@@ -535,7 +572,8 @@ impl Inner {
                             self.target.clone(),
                             format!(
                                 "cannot tell whether the lock is still held (act as if it was \
-                                 lost): {e}"
+                                 lost): {}",
+                                explain(&e)
                             ),
                         ))
                     };
