@@ -144,10 +144,10 @@ impl PgLock {
 impl PgGuard<'_> {
     /// [`is_held`](Self::is_held) for async code: asks the server (at most
     /// [`IS_HELD_TIMEOUT`]) whether the session still holds the lock.
-    pub async fn is_held_async(&mut self) -> Result<bool, Error> {
+    pub async fn is_held_async(&self) -> Result<bool, Error> {
         let inner: &Arc<Inner> = &self.lock.backend.inner;
         let name = &self.lock.name;
-        let held = self.held.as_mut().expect("held until release");
+        let held = self.held();
         let sql = held_sql(held.key, held.mode);
         match &held.conn {
             Conn::Async(client, _) => {

@@ -555,11 +555,11 @@ impl Inner {
     }
 
     /// Whether the session of `held` still holds it.
-    fn is_held(&self, name: &str, held: &mut Held) -> Result<bool, Error> {
+    fn is_held(&self, name: &str, held: &Held) -> Result<bool, Error> {
         let sql = held_sql(held.key, held.mode);
-        match &mut held.conn {
+        match &held.conn {
             Conn::Sync(client) => {
-                let client = client.get_mut();
+                let mut client = client.lock();
                 if client.is_closed() {
                     return Ok(false);
                 }
@@ -652,7 +652,7 @@ impl ExternalBackend for PgBackend {
     }
 
     fn is_held(&self, name: &str, cache: &mut ExternalCache) -> Result<bool, Error> {
-        match &mut cache.get_or_insert_with(Slot::default).held {
+        match &cache.get_or_insert_with(Slot::default).held {
             Some(held) => self.inner.is_held(name, held),
             None => Ok(false),
         }
@@ -763,10 +763,11 @@ impl PgGuard<'_> {
     /// Whether the lock's session still holds it, asking the server (at most
     /// [`IS_HELD_TIMEOUT`]). `Ok(false)` when the session is gone (server restarted,
     /// connection lost); an error when it cannot tell. Either way, stop acting as the holder.
-    pub fn is_held(&mut self) -> Result<bool, Error> {
-        let inner = &self.lock.backend.inner;
-        let held = self.held.as_mut().expect("held until release");
-        inner.is_held(&self.lock.name, held)
+    pub fn is_held(&self) -> Result<bool, Error> {
+        self.lock
+            .backend
+            .inner
+            .is_held(&self.lock.name, self.held())
     }
 
     /// Releases the lock; an error says that the session failed or no longer held it (the

@@ -201,7 +201,7 @@ fn shared_locks_admit_many_readers_and_exclude_the_writer() {
     // A queued writer is served when the last reader leaves.
     std::thread::scope(|s| {
         let writer = s.spawn(|| {
-            let mut w = lock.write().unwrap();
+            let w = lock.write().unwrap();
             assert!(w.is_held().unwrap());
             assert!(lock.try_read().unwrap_err().is_acquire_failed());
             w.release().unwrap();
