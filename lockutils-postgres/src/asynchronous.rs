@@ -6,7 +6,9 @@ use lockutils_core::{Error, Wait};
 use tokio_postgres::{CancelToken, NoTls};
 
 use crate::{Conn, Held, IS_HELD_TIMEOUT, Inner, MAX_IDLE, Mode, PgGuard, PgLock, last_value};
-use crate::{held_sql, lock_sql, token_of, wait_waited};
+use crate::{
+    held_sql, is_lock_timeout, lock_sql, session_gone, token_of, wait_millis, wait_waited,
+};
 
 /// Cancels the query running on a session when dropped before being disarmed: a cancelled
 /// acquire must not leave its session queued on the server.
@@ -80,32 +82,22 @@ impl Inner {
         wait: Wait,
     ) -> Result<Held, Error> {
         let runtime = self.runtime(name)?;
-        let sql = lock_sql(key, mode, wait);
         let (mut client, mut pooled) = self.checkout_async(name).await?;
         loop {
-            let mut cancel = CancelOnDrop(Some(client.cancel_token()));
-            let outcome = client.simple_query(&sql).await;
-            cancel.0 = None;
-            match outcome {
-                Ok(messages) => {
-                    return match token_of(&messages) {
-                        Some(token) => Ok(Held {
-                            key,
-                            mode,
-                            token,
-                            conn: Conn::Async(client, runtime),
-                        }),
-                        None => {
-                            self.checkin_async(client);
-                            Err(Error::acquire_failed(name, wait_waited(wait)))
-                        }
-                    };
+            match lock_on(&client, key, mode, wait).await {
+                Ok(Some(token)) => {
+                    return Ok(Held {
+                        key,
+                        mode,
+                        token,
+                        conn: Conn::Async(client, runtime),
+                    });
                 }
-                Err(e) if crate::is_lock_timeout(&e) => {
+                Ok(None) => {
                     self.checkin_async(client);
                     return Err(Error::acquire_failed(name, wait_waited(wait)));
                 }
-                Err(_) if pooled => {
+                Err(e) if pooled && session_gone(&e) => {
                     client = self.connect_async(name).await?;
                     pooled = false;
                 }
@@ -113,6 +105,35 @@ impl Inner {
             }
         }
     }
+}
+
+/// [`lock_on`](crate::lock_on) on an async session.
+async fn lock_on(
+    client: &tokio_postgres::Client,
+    key: i64,
+    mode: Mode,
+    wait: Wait,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let tried = token_of(&query(client, &lock_sql(key, mode, Wait::Never)).await?);
+    if tried.is_some() || wait_millis(wait).is_none() {
+        return Ok(tried);
+    }
+    match query(client, &lock_sql(key, mode, wait)).await {
+        Ok(messages) => Ok(token_of(&messages)),
+        Err(e) if is_lock_timeout(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `sql`, cancelling it on the server if the future is dropped before it completes.
+async fn query(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error> {
+    let mut cancel = CancelOnDrop(Some(client.cancel_token()));
+    let outcome = client.simple_query(sql).await;
+    cancel.0 = None;
+    outcome
 }
 
 impl PgLock {

@@ -32,7 +32,7 @@
 //!   (of any lock). Pass it to storage that refuses writes with a token older than one it has
 //!   seen, and a holder that lost its lock unnoticed cannot overwrite its successor's work.
 //!   Each acquisition consumes a transaction id.
-//! - **Lock loss** is visible: [`LockGuard::is_external_held`](lockutils::LockGuard) and
+//! - **Lock loss** is visible: [`LockGuard::is_external_held`](lockutils_core::LockGuard::is_external_held) and
 //!   [`PgGuard::is_held`] ask the server whether the session still holds the lock.
 //!
 //! ## Connections
@@ -134,7 +134,7 @@ pub fn install() {
 }
 
 /// The backend of `url`, made on first use and kept for the life of the process (one pool
-/// per URL): what [`install`] registers, and what [`LockBuilder::backend`](lockutils::LockBuilder)
+/// per URL): what [`install`] registers, and what [`LockBuilder::backend`](lockutils_core::LockBuilder::backend)
 /// takes.
 ///
 /// ```no_run
@@ -372,8 +372,41 @@ fn token_of(messages: &[SimpleQueryMessage]) -> Option<i64> {
     last_value(messages).and_then(|v| v.parse().ok())
 }
 
+/// Takes the lock on `client`'s session: the fencing token, or `None` if `wait` ran out (the
+/// server's `lock_timeout`). An uncontended lock takes one round trip: a try, which the server
+/// refuses while others are queued, so that it never jumps the queue; only then the wait.
+fn lock_on(
+    client: &mut postgres::Client,
+    key: i64,
+    mode: Mode,
+    wait: Wait,
+) -> Result<Option<i64>, postgres::Error> {
+    let tried = token_of(&client.simple_query(&lock_sql(key, mode, Wait::Never))?);
+    if tried.is_some() || wait_millis(wait).is_none() {
+        return Ok(tried);
+    }
+    match client.simple_query(&lock_sql(key, mode, wait)) {
+        Ok(messages) => Ok(token_of(&messages)),
+        Err(e) if is_lock_timeout(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn is_lock_timeout(e: &postgres::Error) -> bool {
     e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+}
+
+/// Whether `e` says that the session is gone (connection lost, server shut down or crashed),
+/// rather than that a statement failed on a live session.
+fn session_gone(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || match e.code() {
+            None => true,
+            Some(code) => {
+                let code = code.code();
+                code.starts_with("08") || code.starts_with("57P")
+            }
+        }
 }
 
 /// `e` with its causes: the client's own text says little ("db error").
@@ -465,30 +498,23 @@ impl Inner {
 
     /// Takes the lock `key` on a session of its own.
     fn take(&self, name: &str, key: i64, mode: Mode, wait: Wait) -> Result<Held, Error> {
-        let sql = lock_sql(key, mode, wait);
         let (mut client, mut pooled) = self.checkout(name)?;
         loop {
-            match client.simple_query(&sql) {
-                Ok(messages) => {
-                    return match token_of(&messages) {
-                        Some(token) => Ok(Held {
-                            key,
-                            mode,
-                            token,
-                            conn: Conn::Sync(Mutex::new(client)),
-                        }),
-                        None => {
-                            self.checkin(client);
-                            Err(Error::acquire_failed(name, wait_waited(wait)))
-                        }
-                    };
+            match lock_on(&mut client, key, mode, wait) {
+                Ok(Some(token)) => {
+                    return Ok(Held {
+                        key,
+                        mode,
+                        token,
+                        conn: Conn::Sync(Mutex::new(client)),
+                    });
                 }
-                Err(e) if is_lock_timeout(&e) => {
+                Ok(None) => {
                     self.checkin(client);
                     return Err(Error::acquire_failed(name, wait_waited(wait)));
                 }
                 // A pooled session may have died while idle (a server restart): once, a new one.
-                Err(_) if pooled => {
+                Err(e) if pooled && session_gone(&e) => {
                     client = self.connect(name)?;
                     pooled = false;
                 }
@@ -668,7 +694,7 @@ impl ExternalBackend for PgBackend {
 }
 
 /// One advisory lock of a [`PgBackend`], with shared and exclusive sides: the crate's own API,
-/// without the in-process lock of [`lockutils::lock`]. Each guard holds the lock in a session
+/// without the in-process lock of [`lockutils::lock`](lockutils_core::lock()). Each guard holds the lock in a session
 /// of its own, so guards exclude each other within the process too (the server arbitrates).
 ///
 /// ```no_run
