@@ -47,6 +47,10 @@
 //! the session of a lock held without queries for longer than that: leave it unset (0) for
 //! lock users, or hold locks for less.
 //!
+//! A blocking wait sets `statement_timeout = 0` for itself: its only bound is the lock's own
+//! timeout (`lock_timeout`). A URL listing several hosts should say
+//! `target_session_attrs=read-write`: a standby cannot give fencing tokens, and refuses.
+//!
 //! ## Not supported
 //! - Transaction pooling (PgBouncer's `pool_mode = transaction` or `statement`): session
 //!   advisory locks need the session to stay the client's. Use session pooling or connect to
@@ -318,8 +322,8 @@ fn lock_sql(key: i64, mode: Mode, wait: Wait) -> String {
              THEN pg_current_xact_id()::text::bigint END"
         ),
         Some(ms) => format!(
-            "SET lock_timeout = {ms}; SELECT pg_advisory_lock{suffix}({key}); \
-             SELECT pg_current_xact_id()::text::bigint"
+            "SET lock_timeout = {ms}; SET statement_timeout = 0; \
+             SELECT pg_advisory_lock{suffix}({key}); SELECT pg_current_xact_id()::text::bigint"
         ),
     }
 }

@@ -209,6 +209,9 @@ fn shared_locks_admit_many_readers_and_exclude_the_writer() {
         wait_until("the writer queued on the server", || {
             waiting(db, lock.key()) == 1
         });
+        // A new reader does not jump the queued writer, not even with a try (which every
+        // acquire starts with).
+        assert!(lock.try_read().unwrap_err().is_acquire_failed());
         let mut readers = readers;
         while let Some(reader) = readers.pop() {
             assert!(!writer.is_finished());
