@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use lockutils::{Error, lock};
+use lockutils::{Error, lock, synchronized};
 use support::{db, unique, waiting};
 
 /// `waiting` runs blocking queries (the sync client): off the executor.
@@ -128,4 +128,48 @@ async fn awaited_tries_and_timeouts_fail_and_cancelled_waits_leave_the_queue() {
         .unwrap();
     assert!(refused.unwrap_err().is_acquire_failed());
     drop((reader, reader2));
+}
+
+/// Whether some session holds the advisory lock `key` (granted).
+fn granted(key: i64) -> bool {
+    let bits = key as u64;
+    let sql = format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND classid = '{}'::oid AND objid = '{}'::oid AND objsubid = 1",
+        bits >> 32,
+        bits & 0xffff_ffff
+    );
+    db().unwrap().query(&sql).unwrap()[0].as_deref() == Some("1")
+}
+
+#[synchronized("pg-async-site", external = true)]
+async fn synchronized_body() -> Result<bool, Error> {
+    let key = lockutils_postgres::lock_key("pg-async-site");
+    Ok(tokio::task::spawn_blocking(move || granted(key))
+        .await
+        .unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronized_async_fn_locks_on_the_process_wide_backend() {
+    let Some(db) = db() else { return };
+    // The other tests of this binary name their backend; this one relies on the process's.
+    lockutils::set_external_backend(Some(db));
+    let key = lockutils_postgres::lock_key("pg-async-site");
+    assert!(
+        synchronized_body().await.unwrap(),
+        "not held on the server in the body"
+    );
+    // Released after the body (the release runs on the runtime, off the guard's drop).
+    let started = std::time::Instant::now();
+    while tokio::task::spawn_blocking(move || granted(key))
+        .await
+        .unwrap()
+    {
+        assert!(
+            started.elapsed() < support::child::PATIENCE,
+            "never released"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }

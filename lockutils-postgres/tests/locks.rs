@@ -412,3 +412,32 @@ fn idle_sessions_are_pooled_and_reused() {
     own.close_idle();
     assert_eq!(own.idle_connections(), 0);
 }
+
+#[test]
+fn a_session_terminated_while_held_is_reported_and_frees_the_waiter() {
+    let Some(db) = db() else { return };
+    let name = unique("terminated");
+    let (_, key) = key_of(&name, None).unwrap();
+    let guard = lock(&name).external(true).backend(db).acquire().unwrap();
+    assert!(guard.is_external_held().unwrap());
+    let other = db.lock(&name, None).unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| other.write().map(|g| g.fencing_token()));
+        wait_until("the waiter queued on the server", || waiting(db, key) == 1);
+        // What a dropped connection does to the holder's session.
+        let bits = key as u64;
+        let killed = db
+            .query(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+                 AND granted AND classid = '{}'::oid AND objid = '{}'::oid AND objsubid = 1",
+                bits >> 32,
+                bits & 0xffff_ffff
+            ))
+            .unwrap();
+        assert_eq!(killed, vec![Some("t".to_owned())]);
+        let token = waiter.join().unwrap().unwrap();
+        assert!(token > guard.fencing_token().unwrap());
+    });
+    assert!(!guard.is_external_held().unwrap_or(false));
+    drop(guard); // logs that the lock was lost
+}
