@@ -139,54 +139,43 @@ fn url_scheme(url: &str) -> Option<String> {
 /// assert_eq!(redact_url("postgres://app@db/locks"), "postgres://app@db/locks");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    if !url.contains("://") && url.to_ascii_lowercase().contains("password") {
-        // Not a URL (a `key=value` string?): where the password ends is not clear-cut.
-        return "<connection string, password hidden>".to_owned();
-    }
-    let mut out = String::with_capacity(url.len());
-    let (head, query) = match url.split_once('?') {
-        Some((head, query)) => (head, Some(query)),
-        None => (url, None),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        if url.to_ascii_lowercase().contains("password") {
+            // Not a URL (a `key=value` string?): where the password ends is not clear-cut.
+            return "<connection string, password hidden>".to_owned();
+        }
+        return url.to_owned();
     };
-    match head.split_once("://") {
-        Some((scheme, rest)) => {
-            out.push_str(scheme);
-            out.push_str("://");
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            match authority.rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    match userinfo.split_once(':') {
-                        Some((user, _password)) => {
-                            out.push_str(user);
-                            out.push_str(":***");
-                        }
-                        None => out.push_str(userinfo),
-                    }
-                    out.push('@');
-                    out.push_str(host);
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    out.push_str("://");
+    // The last `@` ends the user information: a password may contain `@`, `/`, `?` or `#`
+    // unescaped (too much is hidden rather than too little if `@` is elsewhere).
+    let after = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
                 }
-                None => out.push_str(authority),
+                None => out.push_str(userinfo),
             }
-            out.push_str(path);
+            out.push('@');
+            &rest[at + 1..]
         }
-        None => out.push_str(head),
+        None => rest,
+    };
+    // `password=VALUE` anywhere after it (a query parameter), up to the next `&`.
+    let mut remaining = after;
+    while let Some(found) = remaining.to_ascii_lowercase().find("password=") {
+        let value_start = found + "password=".len();
+        out.push_str(&remaining[..value_start]);
+        out.push_str("***");
+        remaining = &remaining[value_start..];
+        remaining = &remaining[remaining.find('&').unwrap_or(remaining.len())..];
     }
-    if let Some(query) = query {
-        out.push('?');
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                    out.push_str(key);
-                    out.push_str("=***");
-                }
-                _ => out.push_str(pair),
-            }
-        }
-    }
+    out.push_str(remaining);
     out
 }
 
@@ -219,5 +208,12 @@ mod tests {
             "<connection string, password hidden>"
         );
         assert_eq!(redact_url("host=h user=u"), "host=h user=u");
+        // Unescaped separators in the password.
+        assert_eq!(redact_url("postgres://u:p/w@h/d"), "postgres://u:***@h/d");
+        assert_eq!(redact_url("postgres://u:p?w#x@h/d"), "postgres://u:***@h/d");
+        assert_eq!(
+            redact_url("postgres://h/d?user=a@b&password=x&sslmode=disable"),
+            "postgres://h/d?user=a@b&password=***&sslmode=disable"
+        );
     }
 }

@@ -38,8 +38,11 @@
 //! ## Connections
 //! Unless the URL says otherwise, connections time out after [`DEFAULT_CONNECT_TIMEOUT`],
 //! send TCP keepalives after [`DEFAULT_KEEPALIVES_IDLE`] of silence (every
-//! [`DEFAULT_KEEPALIVES_INTERVAL`], [`DEFAULT_KEEPALIVES_RETRIES`] times), and set
-//! `application_name=lockutils`. How fast a vanished *client* host is noticed — and its lock
+//! [`DEFAULT_KEEPALIVES_INTERVAL`], [`DEFAULT_KEEPALIVES_RETRIES`] times), give up on data
+//! unacknowledged for [`DEFAULT_TCP_USER_TIMEOUT`], and set `application_name=lockutils`: a
+//! client notices a vanished server within about 30 s, also while it waits for a lock. A
+//! timed acquire that needs a new connection may take up to the connect timeout on top of
+//! its own when the server cannot be reached. How fast a vanished *client* host is noticed — and its lock
 //! given to the next waiter — is up to the server: `tcp_keepalives_idle`,
 //! `tcp_keepalives_interval`, `tcp_keepalives_count` and `tcp_user_timeout` bound it (by
 //! default Linux waits two hours!); a client process that dies on a live host is noticed at
@@ -91,6 +94,9 @@ pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
 /// Unanswered probes after which the connection is dead, unless the URL sets
 /// `keepalives_retries`.
 pub const DEFAULT_KEEPALIVES_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection counts as dead, unless the
+/// URL sets `tcp_user_timeout`: bounds a release or check sent to a host that vanished.
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`PgGuard::is_held`] (and `is_external_held`) waits for the server's answer before
 /// reporting that it cannot tell.
 pub const IS_HELD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -195,6 +201,9 @@ macro_rules! apply_defaults {
         }
         if !given("keepalives=") {
             config.keepalives(true);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("lockutils");
@@ -829,5 +838,71 @@ impl std::fmt::Debug for PgGuard<'_> {
             .field("mode", &self.mode())
             .field("fencing_token", &self.fencing_token())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_get_the_documented_defaults_unless_they_set_them() {
+        let backend = PgBackend::new("postgres://app:s3cret@db:5433/locks").unwrap();
+        assert_eq!(backend.target(), "postgres://app:***@db:5433/locks");
+        let config = &backend.inner.config;
+        assert_eq!(config.get_connect_timeout(), Some(&DEFAULT_CONNECT_TIMEOUT));
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), DEFAULT_KEEPALIVES_IDLE);
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(DEFAULT_KEEPALIVES_INTERVAL)
+        );
+        assert_eq!(
+            config.get_keepalives_retries(),
+            Some(DEFAULT_KEEPALIVES_RETRIES)
+        );
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&DEFAULT_TCP_USER_TIMEOUT)
+        );
+        assert_eq!(config.get_application_name(), Some("lockutils"));
+
+        let backend = PgBackend::new(
+            "postgres://db/locks?connect_timeout=1&keepalives_idle=60&application_name=nova",
+        )
+        .unwrap();
+        let config = &backend.inner.config;
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(1)));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(config.get_application_name(), Some("nova"));
+
+        let err = PgBackend::new("postgres://app:s3cret@db:notaport/locks").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("not a valid PostgreSQL URL"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn waits_become_lock_timeouts_rounded_up() {
+        assert_eq!(wait_millis(Wait::Never), None);
+        assert_eq!(wait_millis(Wait::For(Duration::ZERO)), None);
+        assert_eq!(wait_millis(Wait::Forever), Some(0));
+        assert_eq!(wait_millis(Wait::For(Duration::from_nanos(1))), Some(1));
+        assert_eq!(wait_millis(Wait::For(Duration::from_micros(1500))), Some(2));
+        assert_eq!(wait_millis(Wait::For(Duration::from_secs(2))), Some(2000));
+        assert_eq!(
+            wait_millis(Wait::For(Duration::from_secs(u64::MAX))),
+            Some(i32::MAX as u64)
+        );
+        assert!(lock_sql(5, Mode::Shared, Wait::Never).contains("pg_try_advisory_lock_shared(5)"));
+        assert!(lock_sql(-5, Mode::Exclusive, Wait::Forever).contains("pg_advisory_lock(-5)"));
+    }
+
+    #[test]
+    fn pg_locks_shows_keys_as_two_halves() {
+        let sql = held_sql(-1, Mode::Exclusive);
+        assert!(sql.contains("classid = '4294967295'::oid AND objid = '4294967295'::oid"));
+        let sql = held_sql(0x1_0000_0002, Mode::Shared);
+        assert!(sql.contains("classid = '1'::oid AND objid = '2'::oid AND mode = 'ShareLock'"));
     }
 }

@@ -441,3 +441,18 @@ fn a_session_terminated_while_held_is_reported_and_frees_the_waiter() {
     assert!(!guard.is_external_held().unwrap_or(false));
     drop(guard); // logs that the lock was lost
 }
+
+#[test]
+fn is_held_sees_negative_and_positive_keys() {
+    let Some(db) = db() else { return };
+    let negative = db.lock("x/y", Some("nova")).unwrap();
+    let positive = db.lock("instance-42", None).unwrap();
+    assert!(negative.key() < 0 && positive.key() > 0);
+    for lock in [&negative, &positive] {
+        let writer = lock.write().unwrap();
+        assert!(writer.is_held().unwrap(), "{}", lock.name());
+        drop(writer);
+        let reader = lock.read().unwrap();
+        assert!(reader.is_held().unwrap(), "{}", lock.name());
+    }
+}
