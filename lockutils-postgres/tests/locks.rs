@@ -456,3 +456,31 @@ fn is_held_sees_negative_and_positive_keys() {
         assert!(reader.is_held().unwrap(), "{}", lock.name());
     }
 }
+
+#[test]
+fn the_documented_python_computes_the_same_keys() {
+    let names = ["", "lock", "nova-x_y", "instance-42", "é", "ünïcødé/名前"];
+    let program = "import hashlib, sys\n\
+                   for name in sys.argv[1:]:\n    \
+                   print(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], 'big', signed=True))\n";
+    let output = match std::process::Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .args(names)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) => {
+            eprintln!("skipped: no python3 ({e})");
+            return;
+        }
+    };
+    assert!(output.status.success(), "{output:?}");
+    let keys: Vec<i64> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let expected: Vec<i64> = names.iter().map(|n| lock_key(n)).collect();
+    assert_eq!(keys, expected);
+}
