@@ -320,11 +320,13 @@ impl LockBuilder<'_> {
     /// `.await`. Cancel-safe: dropping the future before it completes leaves nothing held or
     /// queued.
     ///
-    /// With `external(true)`, after one try, a lockutils helper thread waits for the lock file
-    /// in the kernel and hands it to the task, so the handoff is as prompt as for a blocked
-    /// thread and no executor thread blocks. A cancelled wait abandons its helper, which lets
-    /// the lock go as soon as it gets it; the next wait for the same name adopts it, so a
-    /// name never has more than one helper.
+    /// With `external(true)` and lock files, after one try, a lockutils helper thread waits
+    /// for the lock file in the kernel and hands it to the task, so the handoff is as prompt
+    /// as for a blocked thread and no executor thread blocks. A cancelled wait abandons its
+    /// helper, which lets the lock go as soon as it gets it; the next wait for the same name
+    /// adopts it, so a name never has more than one helper. Other backends await in their own
+    /// way ([`ExternalBackend::acquire_async`]); one that cannot be awaited fails with
+    /// [`Error::Backend`].
     ///
     /// # Reentrancy
     /// Holders are tasks, which have no identity lockutils can see: a task that awaits a lock
