@@ -89,6 +89,18 @@
 //! - [`external_lock`] / [`InterProcessLock`] and [`InterProcessReaderWriterLock`] are the
 //!   file locks on their own; [`lock_with_prefix`] binds a prefix once per project.
 //!
+//! ## Across hosts
+//! The external lock comes from a backend ([`ExternalBackend`]): lock files unless another is
+//! selected — for one lock with [`LockBuilder::backend`], for the process with
+//! [`set_external_backend`], or by the URL of the configuration (`backend_url` in
+//! `[oslo_concurrency]`, else [`BACKEND_URL_ENV`], `LOCKUTILS_BACKEND_URL`) whose scheme a
+//! backend crate registered with [`register_backend`]. The `lockutils-postgres` crate is such a
+//! backend, on PostgreSQL advisory locks: `lockutils_postgres::install()`, then
+//! `LOCKUTILS_BACKEND_URL=postgres://...`, and `external(true)` locks exclude across hosts.
+//! A URL whose scheme nobody registered is an [`Error::Backend`], never a silent fallback to
+//! files. [`LockGuard::is_external_held`] and [`LockGuard::fencing_token`] tell a holder
+//! whether a lock held on a server is still its own.
+//!
 //! ## Logs
 //! With `do_log(true)` (the default) [`lock()`] writes oslo's DEBUG lines through `tracing`
 //! on target [`LOG_TARGET`] (`"lockutils"`): `Acquiring lock "NAME"`, `Acquired lock "NAME"`,
@@ -97,6 +109,10 @@
 
 #![warn(missing_docs)]
 
+pub use lockutils_core::{
+    AcquireFuture, BACKEND_URL_ENV, BackendFactory, external_backend, lock_file_name, redact_url,
+    register_backend, set_external_backend,
+};
 pub use lockutils_core::{
     AsyncLockGuard, AsyncReadGuard, AsyncWriteGuard, DEFAULT_DELAY, Error, ExternalBackend,
     ExternalCache, ExternalTarget, FairLock, FairLocks, FileBackend, InterProcessGuard,

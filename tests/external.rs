@@ -129,6 +129,7 @@ fn play(role: &str, args: &[String]) -> i32 {
             configure(LockConfig {
                 lock_path: Some(arg(1).into()),
                 disable_process_locking: true,
+                ..LockConfig::default()
             });
             let g = lock(arg(0)).external(true).acquire().unwrap();
             println!("external {}", g.is_external());

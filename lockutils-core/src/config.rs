@@ -23,6 +23,10 @@ use crate::error::Error;
 /// The environment variable oslo reads the default lock directory from.
 pub const LOCK_PATH_ENV: &str = "OSLO_LOCK_PATH";
 
+/// The environment variable that selects the external-lock backend by URL when no
+/// configuration sets `backend_url` (see [`backend`](crate::backend)).
+pub const BACKEND_URL_ENV: &str = "LOCKUTILS_BACKEND_URL";
+
 /// Path separators, replaced by `_` in names (oslo replaces `os.sep`; on Windows both `\`
 /// and `/` separate).
 #[cfg(not(windows))]
@@ -53,14 +57,21 @@ pub struct LockConfig {
     pub lock_path: Option<PathBuf>,
     /// When `true`, external locks are taken in-process only, as in oslo.
     pub disable_process_locking: bool,
+    /// Where external locks live, as a URL whose scheme names a registered backend (e.g.
+    /// `postgres://locks@db/locks`); `None` or empty for lock files in `lock_path`. The
+    /// `backend_url` option of `[oslo_concurrency]`, else `LOCKUTILS_BACKEND_URL`. See
+    /// [`backend`](crate::backend).
+    pub backend_url: Option<String>,
 }
 
 impl LockConfig {
-    /// The configuration the environment gives: `lock_path` from `OSLO_LOCK_PATH`.
+    /// The configuration the environment gives: `lock_path` from `OSLO_LOCK_PATH`,
+    /// `backend_url` from `LOCKUTILS_BACKEND_URL`.
     pub fn from_env() -> Self {
         Self {
             lock_path: env_lock_path(),
             disable_process_locking: false,
+            backend_url: env_backend_url(),
         }
     }
 
@@ -133,6 +144,9 @@ impl LockConfig {
                 "lock_path" => {
                     conf.lock_path = (!value.is_empty()).then(|| PathBuf::from(value));
                 }
+                "backend_url" => {
+                    conf.backend_url = (!value.is_empty()).then(|| value.to_owned());
+                }
                 "disable_process_locking" => {
                     conf.disable_process_locking = parse_bool(value).ok_or_else(|| {
                         (
@@ -167,6 +181,12 @@ fn parse_bool(value: &str) -> Option<bool> {
         "false" | "no" | "off" | "0" => Some(false),
         _ => None,
     }
+}
+
+fn env_backend_url() -> Option<String> {
+    std::env::var(BACKEND_URL_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 fn env_lock_path() -> Option<PathBuf> {
@@ -225,10 +245,17 @@ pub(crate) fn version() -> u64 {
 }
 
 /// The options in force: the configured ones, with `lock_path` falling back to
-/// [`set_defaults`] and then to `OSLO_LOCK_PATH`.
+/// [`set_defaults`] and then to `OSLO_LOCK_PATH`, and `backend_url` to
+/// `LOCKUTILS_BACKEND_URL`.
 pub fn current_config() -> LockConfig {
     let global = GLOBAL.read();
     LockConfig {
+        backend_url: global
+            .configured
+            .backend_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(env_backend_url),
         lock_path: global
             .configured
             .lock_path
@@ -276,7 +303,18 @@ pub fn lock_file_path(
     Ok(dir.join(file))
 }
 
-fn lock_file_name(name: &str, prefix: Option<&str>) -> Result<String, Error> {
+/// The file name (without directory) of the lock file of `name`: `/` in the name becomes
+/// `_`, a prefix is joined with `-` unless it already ends in `-` (see [`lock_file_path`]).
+/// Backends that are not files name their locks by this too, so that a name and prefix make
+/// one lock whatever the backend.
+///
+/// ```
+/// assert_eq!(lockutils::lock_file_name("x/y", Some("nova"))?, "nova-x_y");
+/// assert_eq!(lockutils::lock_file_name("x", Some("nova-"))?, "nova-x");
+/// assert_eq!(lockutils::lock_file_name("x", None)?, "x");
+/// # Ok::<(), lockutils::Error>(())
+/// ```
+pub fn lock_file_name(name: &str, prefix: Option<&str>) -> Result<String, Error> {
     if name.is_empty() {
         return Err(Error::invalid_name(
             name,
@@ -457,7 +495,16 @@ mod tests {
         .unwrap();
         assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/var/lock/nova")));
         assert!(conf.disable_process_locking);
+        assert_eq!(conf.backend_url, None);
         assert_eq!(LockConfig::from_ini_str("").unwrap(), LockConfig::default());
+        let conf = LockConfig::from_ini_str(
+            "[oslo_concurrency]\nbackend_url = postgres://locks@db:5432/locks\n",
+        )
+        .unwrap();
+        assert_eq!(
+            conf.backend_url.as_deref(),
+            Some("postgres://locks@db:5432/locks")
+        );
     }
 
     #[test]

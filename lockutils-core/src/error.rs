@@ -79,6 +79,18 @@ pub enum Error {
         /// The operating system's error.
         source: io::Error,
     },
+    /// The external-lock backend failed for a reason other than the lock being busy: its
+    /// server cannot be reached, refused the credentials, dropped the session holding the
+    /// lock, or no backend is registered for the configured URL.
+    Backend {
+        /// The lock's name.
+        name: String,
+        /// The backend's target, e.g. its URL with any password replaced by `***`. Never a
+        /// secret.
+        target: String,
+        /// What went wrong and, where there is one, how to fix it.
+        reason: String,
+    },
     /// A configuration file could not be read or understood.
     Config {
         /// The file.
@@ -147,6 +159,11 @@ impl fmt::Display for Error {
                 display_name(name),
                 path.display()
             ),
+            Error::Backend {
+                name,
+                target,
+                reason,
+            } => write!(f, "lock {} ({target}): {reason}", display_name(name)),
             Error::Config { path, line, reason } => match line {
                 0 => write!(f, "{}: {reason}", path.display()),
                 line => write!(f, "{}:{line}: {reason}", path.display()),
@@ -192,7 +209,8 @@ impl Error {
             | Error::LockPathRequired { name }
             | Error::InvalidName { name, .. }
             | Error::UnsafeLockFile { name, .. }
-            | Error::Io { name, .. } => name,
+            | Error::Io { name, .. }
+            | Error::Backend { name, .. } => name,
             Error::Config { .. } => "",
         }
     }
@@ -200,6 +218,15 @@ impl Error {
     /// Whether this is [`Error::AcquireLockFailed`]: the lock was busy, nothing else went wrong.
     pub fn is_acquire_failed(&self) -> bool {
         matches!(self, Error::AcquireLockFailed { .. })
+    }
+
+    /// An [`Error::Backend`] for lock `name` at `target` (which must hold no secret).
+    pub fn backend(name: &str, target: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Backend {
+            name: name.to_owned(),
+            target: target.into(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn io(name: &str, path: PathBuf, action: &'static str, source: io::Error) -> Self {
@@ -230,7 +257,9 @@ impl Error {
         }
     }
 
-    pub(crate) fn acquire_failed(name: &str, waited: Option<Duration>) -> Self {
+    /// An [`Error::AcquireLockFailed`]: `name` was busy, after waiting `waited` (`None` for
+    /// one try).
+    pub fn acquire_failed(name: &str, waited: Option<Duration>) -> Self {
         Error::AcquireLockFailed {
             name: name.to_owned(),
             waited,

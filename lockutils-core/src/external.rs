@@ -3,11 +3,13 @@
 //! `lock(name).external(true)` takes the in-process lock of `name` first, then the external
 //! lock through an [`ExternalBackend`]; the guard releases them in reverse order. The file
 //! backend ([`FileBackend`]) is the one used today; a distributed backend plugs in through
-//! the same trait.
+//! the same trait, selected as the [`backend`](crate::backend) module describes.
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -44,6 +46,8 @@ pub struct ExternalCache {
     /// Only the first takes it from the backend and only the last releases it: a nested
     /// `lock(n).fair(true).external(true)` does not drop the outer one's file lock (oslo does).
     pub(crate) depth: usize,
+    /// The backend holding the external lock while `depth > 0`.
+    pub(crate) holder: Option<&'static dyn ExternalBackend>,
 }
 
 impl ExternalCache {
@@ -93,7 +97,58 @@ pub trait ExternalBackend: Send + Sync {
     /// of `target`. A reentrant in-process holder asking again with another prefix or lock
     /// path asks for a different lock, which it must not be told it holds.
     fn holds(&self, target: &ExternalTarget<'_>, cache: &mut ExternalCache) -> Result<bool, Error>;
+
+    /// [`acquire`](Self::acquire) for an async task, without blocking the thread: what
+    /// [`LockBuilder::acquire_async`] with `external(true)` awaits. `cache` may be locked only
+    /// between awaits (never across one); `deadline` is when a `Wait::For` wait ends. Dropping
+    /// the future before it completes must leave nothing held (or have it let go as soon as
+    /// it is got).
+    ///
+    /// The default fails with [`Error::Backend`]: a backend that cannot be awaited says so
+    /// rather than blocking an executor thread.
+    fn acquire_async<'a>(
+        &'a self,
+        target: ExternalTarget<'a>,
+        cache: &'a Mutex<ExternalCache>,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> AcquireFuture<'a> {
+        let _ = (cache, wait, deadline);
+        let error = Error::backend(
+            target.name,
+            self.describe(),
+            "this external-lock backend cannot be awaited: use acquire() on a blocking thread, \
+             or enable the backend's async support",
+        );
+        Box::pin(std::future::ready(Err(error)))
+    }
+
+    /// What this backend locks, for messages: e.g. its server's URL without the password.
+    /// Must hold no secret.
+    fn describe(&self) -> String {
+        "external-lock backend".to_owned()
+    }
+
+    /// Whether the external lock that `cache` holds (after an `acquire` not yet released) is
+    /// still held: a lock that lives in a server session is lost with the session. An error
+    /// says why it is not known (and the lock must then be taken as lost). The default, for
+    /// locks that cannot be lost while the process lives, is `Ok(true)`.
+    fn is_held(&self, name: &str, cache: &mut ExternalCache) -> Result<bool, Error> {
+        let _ = (name, cache);
+        Ok(true)
+    }
+
+    /// A fencing token of the acquisition that `cache` holds: a number that grows strictly
+    /// from one acquisition of any lock of the backend to the next, for storage that refuses
+    /// writes with a token older than the last one it saw. `None` if the backend has none.
+    fn fencing_token(&self, cache: &mut ExternalCache) -> Option<i64> {
+        let _ = cache;
+        None
+    }
 }
+
+/// The future of [`ExternalBackend::acquire_async`].
+pub type AcquireFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
 /// External locks as lock files (see the `file` module docs for the primitive): the backend
 /// of `lock(name).external(true)`.
@@ -135,11 +190,25 @@ impl ExternalBackend for FileBackend {
         let path = lock_file_path(target.name, target.prefix, target.lock_path)?;
         Ok(state.slot.file.as_ref().is_some_and(|f| f.path() == path))
     }
+
+    fn acquire_async<'a>(
+        &'a self,
+        target: ExternalTarget<'a>,
+        cache: &'a Mutex<ExternalCache>,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> AcquireFuture<'a> {
+        Box::pin(async move { acquire_async(cache, &target, wait, deadline).await })
+    }
+
+    fn describe(&self) -> String {
+        "lock files".to_owned()
+    }
 }
 
 /// Takes the lock file of `target` for an async task, without blocking the thread (see
-/// `file_wait`). On success `cache` holds the locked file and one more level of `depth`.
-pub(crate) async fn acquire_async(
+/// `file_wait`). On success `cache` holds the locked file.
+async fn acquire_async(
     cache: &Mutex<ExternalCache>,
     target: &ExternalTarget<'_>,
     wait: Wait,
@@ -161,9 +230,7 @@ pub(crate) async fn acquire_async(
         deadline,
         target.delay,
     )
-    .await?;
-    cache.lock().depth += 1;
-    Ok(())
+    .await
 }
 
 /// Lock file descriptors the process keeps open between uses, at most (beyond that, a

@@ -17,6 +17,8 @@
 //! - `timer`: the runtime-agnostic timer behind async timeouts.
 //! - [`external`]: the external-lock backend trait, the file backend, [`InterProcessLock`],
 //!   [`InterProcessReaderWriterLock`] and oslo's removal and prefix helpers.
+//! - [`backend`]: which external backend `external(true)` uses (code, `backend_url`,
+//!   `LOCKUTILS_BACKEND_URL`, registered URL schemes).
 //! - [`error`]: the one [`Error`] type.
 
 #![warn(missing_docs)]
@@ -24,6 +26,7 @@
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+pub mod backend;
 pub mod config;
 pub mod error;
 pub mod external;
@@ -38,16 +41,19 @@ pub mod semaphore;
 mod sync;
 mod timer;
 
+pub use backend::{
+    BackendFactory, external_backend, redact_url, register_backend, set_external_backend,
+};
 pub use config::{
-    LOCK_PATH_ENV, LockConfig, configure, current_config, get_lock_path, lock_file_path,
-    parse_duration, set_defaults,
+    BACKEND_URL_ENV, LOCK_PATH_ENV, LockConfig, configure, current_config, get_lock_path,
+    lock_file_name, lock_file_path, parse_duration, set_defaults,
 };
 pub use error::Error;
 pub use external::{
-    DEFAULT_DELAY, ExternalBackend, ExternalCache, ExternalTarget, FileBackend, InterProcessGuard,
-    InterProcessLock, InterProcessReadGuard, InterProcessReaderWriterLock, InterProcessWriteGuard,
-    MAX_KEPT_DESCRIPTORS, Prefix, external_lock, lock_with_prefix, remove_external_lock_file,
-    remove_external_lock_file_with_prefix,
+    AcquireFuture, DEFAULT_DELAY, ExternalBackend, ExternalCache, ExternalTarget, FileBackend,
+    InterProcessGuard, InterProcessLock, InterProcessReadGuard, InterProcessReaderWriterLock,
+    InterProcessWriteGuard, MAX_KEPT_DESCRIPTORS, Prefix, external_lock, lock_with_prefix,
+    remove_external_lock_file, remove_external_lock_file_with_prefix,
 };
 pub use fair::{FairLock, FairLocks};
 pub use lock::{

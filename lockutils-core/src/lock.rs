@@ -6,11 +6,10 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::backend::external_backend;
 use crate::config::process_locking_disabled;
 use crate::error::Error;
-use crate::external::{
-    DEFAULT_DELAY, ExternalBackend, ExternalTarget, FileBackend, deadline, remaining,
-};
+use crate::external::{DEFAULT_DELAY, ExternalBackend, ExternalTarget, deadline, remaining};
 use crate::fair::{FairLock, FairLocks};
 use crate::queue::{Acquire, AcquireUntil, MAX_PERMITS, RawSemaphore, Wait};
 use crate::registry::Taken;
@@ -59,6 +58,7 @@ pub fn lock(name: &str) -> LockBuilder<'_> {
         prefix: None,
         lock_path: None,
         delay: DEFAULT_DELAY,
+        backend: None,
         site: None,
     }
 }
@@ -118,6 +118,8 @@ pub struct LockBuilder<'a> {
     prefix: Option<&'a str>,
     lock_path: Option<&'a Path>,
     delay: Duration,
+    /// The external backend given with the lock, over the process-wide one.
+    backend: Option<&'static dyn ExternalBackend>,
     /// Kept handles of the name, for the global containers.
     site: Option<&'static StaticLock>,
 }
@@ -151,6 +153,14 @@ impl<'a> LockBuilder<'a> {
     /// is used (see [`lock_file_path`](crate::lock_file_path)).
     pub fn lock_path(mut self, lock_path: &'a (impl AsRef<Path> + ?Sized)) -> Self {
         self.lock_path = Some(lock_path.as_ref());
+        self
+    }
+
+    /// The backend of the external lock (with [`external(true)`](Self::external)), over the
+    /// process-wide one (see [`backend`](crate::backend) for how that is selected): e.g. a
+    /// PostgreSQL backend, to lock across hosts.
+    pub fn backend(mut self, backend: &'static dyn ExternalBackend) -> Self {
+        self.backend = Some(backend);
         self
     }
 
@@ -260,7 +270,10 @@ impl<'a> LockBuilder<'a> {
                 lock_path: self.lock_path,
                 delay: self.delay,
             };
-            let backend: &'static dyn ExternalBackend = &FileBackend;
+            let backend = match self.backend {
+                Some(backend) => backend,
+                None => external_backend(name)?,
+            };
             {
                 let mut cache = guard.held.external().lock();
                 if cache.depth == 0 {
@@ -269,15 +282,20 @@ impl<'a> LockBuilder<'a> {
                     backend
                         .acquire(&target, &mut cache, remaining(wait, deadline))
                         .map_err(|e| e.with_waited(wait))?;
-                } else if !backend.holds(&target, &mut cache)? {
+                } else if !cache
+                    .holder
+                    .is_some_and(|holder| std::ptr::addr_eq(holder, backend))
+                    || !backend.holds(&target, &mut cache)?
+                {
                     return Err(Error::InvalidOptions {
                         name: name.to_owned(),
                         reason: "this thread already holds this name's (reentrant) lock with \
-                                 another external lock (another prefix or lock path); one name \
-                                 cannot guard two lock files at once",
+                                 another external lock (another prefix, lock path or backend); \
+                                 one name cannot guard two external locks at once",
                     });
                 }
                 cache.depth += 1;
+                cache.holder = Some(backend);
             }
             guard.external = Some(backend);
             if self.do_log {
@@ -302,11 +320,13 @@ impl LockBuilder<'_> {
     /// `.await`. Cancel-safe: dropping the future before it completes leaves nothing held or
     /// queued.
     ///
-    /// With `external(true)`, after one try, a lockutils helper thread waits for the lock file
-    /// in the kernel and hands it to the task, so the handoff is as prompt as for a blocked
-    /// thread and no executor thread blocks. A cancelled wait abandons its helper, which lets
-    /// the lock go as soon as it gets it; the next wait for the same name adopts it, so a
-    /// name never has more than one helper.
+    /// With `external(true)` and lock files, after one try, a lockutils helper thread waits
+    /// for the lock file in the kernel and hands it to the task, so the handoff is as prompt
+    /// as for a blocked thread and no executor thread blocks. A cancelled wait abandons its
+    /// helper, which lets the lock go as soon as it gets it; the next wait for the same name
+    /// adopts it, so a name never has more than one helper. Other backends await in their own
+    /// way ([`ExternalBackend::acquire_async`]); one that cannot be awaited fails with
+    /// [`Error::Backend`].
     ///
     /// # Reentrancy
     /// Holders are tasks, which have no identity lockutils can see: a task that awaits a lock
@@ -363,7 +383,7 @@ impl LockBuilder<'_> {
         let mut guard = AsyncLockGuard {
             held,
             do_log: self.do_log,
-            external: false,
+            external: None,
         };
         if self.do_log {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
@@ -375,17 +395,27 @@ impl LockBuilder<'_> {
                 lock_path: self.lock_path,
                 delay: self.delay,
             };
+            let backend = match self.backend {
+                Some(backend) => backend,
+                None => external_backend(name)?,
+            };
             // On failure the guard, still without the external lock, releases the in-process
             // lock.
-            crate::external::acquire_async(
-                guard.held.external(),
-                &target,
-                remaining(wait, deadline),
-                deadline,
-            )
-            .await
-            .map_err(|e| e.with_waited(wait))?;
-            guard.external = true;
+            backend
+                .acquire_async(
+                    target,
+                    guard.held.external(),
+                    remaining(wait, deadline),
+                    deadline,
+                )
+                .await
+                .map_err(|e| e.with_waited(wait))?;
+            {
+                let mut cache = guard.held.external().lock();
+                cache.depth += 1;
+                cache.holder = Some(backend);
+            }
+            guard.external = Some(backend);
             if self.do_log {
                 tracing::debug!(
                     target: LOG_TARGET,
@@ -443,14 +473,29 @@ impl AsyncHeld {
 pub struct AsyncLockGuard {
     held: AsyncHeld,
     do_log: bool,
-    /// Whether the external lock is held too.
-    external: bool,
+    /// The backend holding the external lock, if one is held.
+    external: Option<&'static dyn ExternalBackend>,
 }
 
 impl AsyncLockGuard {
     /// The name of the held lock.
     pub fn name(&self) -> &str {
         self.held.name()
+    }
+
+    /// Whether an external lock is held too.
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
+    /// See [`LockGuard::is_external_held`].
+    pub fn is_external_held(&self) -> Result<bool, Error> {
+        is_external_held(self.name(), self.held.external(), self.external)
+    }
+
+    /// See [`LockGuard::fencing_token`].
+    pub fn fencing_token(&self) -> Option<i64> {
+        fencing_token(self.held.external(), self.external)
     }
 
     /// Identifies the held lock (see `AsyncHeld::id`).
@@ -461,8 +506,12 @@ impl AsyncLockGuard {
 
 impl Drop for AsyncLockGuard {
     fn drop(&mut self) {
-        let backend: Option<&dyn ExternalBackend> = self.external.then_some(&FileBackend);
-        release_external_and_log(self.name(), self.held.external(), backend, self.do_log);
+        release_external_and_log(
+            self.name(),
+            self.held.external(),
+            self.external,
+            self.do_log,
+        );
         let (raw, permits) = self.held.raw();
         raw.release(permits);
     }
@@ -600,6 +649,39 @@ impl LockGuard {
     pub fn is_external(&self) -> bool {
         self.external.is_some()
     }
+
+    /// Whether the external lock is still held, as its backend can tell: a lock held in a
+    /// server session (PostgreSQL) is lost with the session, e.g. when the server restarts
+    /// or the connection drops; a lock file is held as long as the process lives. `Ok(false)`
+    /// or an error means: stop acting as the holder. `Ok(true)` without an external lock.
+    pub fn is_external_held(&self) -> Result<bool, Error> {
+        is_external_held(self.name(), self.held.external(), self.external)
+    }
+
+    /// The fencing token of the external lock's acquisition, if its backend has them (the
+    /// PostgreSQL backend does, lock files do not): it grows strictly from one acquisition to
+    /// the next, so storage can refuse the writes of a holder that lost the lock unnoticed.
+    pub fn fencing_token(&self) -> Option<i64> {
+        fencing_token(self.held.external(), self.external)
+    }
+}
+
+fn is_external_held(
+    name: &str,
+    cache: &parking_lot::Mutex<crate::external::ExternalCache>,
+    backend: Option<&'static dyn ExternalBackend>,
+) -> Result<bool, Error> {
+    match backend {
+        Some(backend) => backend.is_held(name, &mut cache.lock()),
+        None => Ok(true),
+    }
+}
+
+fn fencing_token(
+    cache: &parking_lot::Mutex<crate::external::ExternalCache>,
+    backend: Option<&'static dyn ExternalBackend>,
+) -> Option<i64> {
+    backend.and_then(|backend| backend.fencing_token(&mut cache.lock()))
 }
 
 /// Releases the external lock, then logs; the in-process lock is released after this, when

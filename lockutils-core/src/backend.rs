@@ -1,0 +1,219 @@
+//! Which [`ExternalBackend`] takes the external locks of [`lock`](crate::lock())`(..)
+//! .external(true)` and `#[synchronized(.., external = true)]`.
+//!
+//! # Selection
+//! For each external acquire, the first of these that applies wins:
+//! 1. the lock's own [`.backend(..)`](crate::LockBuilder::backend);
+//! 2. the process-wide backend set from code with [`set_external_backend`];
+//! 3. the URL of the configuration in force: the `backend_url` option of
+//!    `[oslo_concurrency]` given to [`configure`](crate::configure), else the
+//!    `LOCKUTILS_BACKEND_URL` environment variable. Its scheme names a backend registered
+//!    with [`register_backend`] (a backend crate's `install()` does that);
+//! 4. lock files ([`FileBackend`]), as oslo.
+//!
+//! A URL whose scheme nobody registered makes every external acquire fail with
+//! [`Error::Backend`], naming the lock, the URL (without its password) and the fix: locks
+//! never silently fall back to files, which would not exclude the other hosts.
+//!
+//! The URL is read again after each [`configure`](crate::configure) or
+//! [`set_defaults`](crate::set_defaults); one backend is made per distinct URL and kept for
+//! the life of the process (it owns the connection pool).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use parking_lot::RwLock;
+
+use crate::config::{current_config, version};
+use crate::error::Error;
+use crate::external::{ExternalBackend, FileBackend};
+
+/// Makes the backend of a URL (called once per distinct URL). The error is the reason, shown
+/// in [`Error::Backend`] with the lock name and the redacted URL.
+pub type BackendFactory = fn(url: &str) -> Result<&'static dyn ExternalBackend, String>;
+
+struct State {
+    schemes: HashMap<String, BackendFactory>,
+    explicit: Option<&'static dyn ExternalBackend>,
+    by_url: HashMap<String, &'static dyn ExternalBackend>,
+    /// The backend the configuration selected, and the configuration version it was
+    /// worked out for.
+    resolved: Option<(u64, &'static dyn ExternalBackend)>,
+}
+
+static STATE: LazyLock<RwLock<State>> = LazyLock::new(|| {
+    let mut schemes: HashMap<String, BackendFactory> = HashMap::new();
+    schemes.insert("file".to_owned(), |_| Ok(&FileBackend));
+    RwLock::new(State {
+        schemes,
+        explicit: None,
+        by_url: HashMap::new(),
+        resolved: None,
+    })
+});
+
+/// Registers the backend of URLs with `scheme` (e.g. `"postgres"`, without `://`; compared
+/// case-insensitively). A second registration of a scheme replaces the first for URLs not
+/// yet used.
+pub fn register_backend(scheme: &str, factory: BackendFactory) {
+    let mut state = STATE.write();
+    state.schemes.insert(scheme.to_ascii_lowercase(), factory);
+    state.resolved = None;
+}
+
+/// Sets the process-wide external backend from code, over any configured URL; `None` goes
+/// back to the configuration (and lock files without one).
+pub fn set_external_backend(backend: Option<&'static dyn ExternalBackend>) {
+    STATE.write().explicit = backend;
+}
+
+/// The backend an external acquire of lock `name` uses when the lock does not name one (see
+/// the [module docs](self)).
+pub fn external_backend(name: &str) -> Result<&'static dyn ExternalBackend, Error> {
+    {
+        let state = STATE.read();
+        if let Some(backend) = state.explicit {
+            return Ok(backend);
+        }
+        if let Some((resolved_at, backend)) = state.resolved
+            && resolved_at == version()
+        {
+            return Ok(backend);
+        }
+    }
+    let at = version();
+    let url = current_config().backend_url;
+    let mut state = STATE.write();
+    let backend = match url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        None => &FileBackend as &'static dyn ExternalBackend,
+        Some(url) => match state.by_url.get(url) {
+            Some(backend) => *backend,
+            None => {
+                let scheme = url_scheme(url).ok_or_else(|| {
+                    Error::backend(
+                        name,
+                        redact_url(url),
+                        "the backend URL has no scheme (expected e.g. postgres://user@host/db)",
+                    )
+                })?;
+                let factory = *state.schemes.get(&scheme).ok_or_else(|| {
+                    Error::backend(
+                        name,
+                        redact_url(url),
+                        format!(
+                            "no external-lock backend is registered for the URL scheme \
+                             {scheme:?}: add the backend's crate and call its install() at \
+                             start-up (lockutils_postgres::install() for postgres://), or unset \
+                             backend_url / LOCKUTILS_BACKEND_URL to use lock files"
+                        ),
+                    )
+                })?;
+                let backend =
+                    factory(url).map_err(|reason| Error::backend(name, redact_url(url), reason))?;
+                state.by_url.insert(url.to_owned(), backend);
+                backend
+            }
+        },
+    };
+    state.resolved = Some((at, backend));
+    Ok(backend)
+}
+
+/// The scheme of `url`, lower-cased: what comes before `:`, if it is a valid scheme.
+fn url_scheme(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once(':')?;
+    let valid = scheme.chars().next()?.is_ascii_alphabetic()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| scheme.to_ascii_lowercase())
+}
+
+/// `url` fit for messages and logs: a password in its user information (`user:secret@`) or
+/// in a `password=` query parameter becomes `***`.
+///
+/// ```
+/// use lockutils::redact_url;
+/// assert_eq!(redact_url("postgres://app:s3cret@db:5432/locks"), "postgres://app:***@db:5432/locks");
+/// assert_eq!(redact_url("postgres://db/locks?user=app&password=x"), "postgres://db/locks?user=app&password=***");
+/// assert_eq!(redact_url("postgres://app@db/locks"), "postgres://app@db/locks");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        if url.to_ascii_lowercase().contains("password") {
+            // Not a URL (a `key=value` string?): where the password ends is not clear-cut.
+            return "<connection string, password hidden>".to_owned();
+        }
+        return url.to_owned();
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    out.push_str("://");
+    // The last `@` ends the user information: a password may contain `@`, `/`, `?` or `#`
+    // unescaped (too much is hidden rather than too little if `@` is elsewhere).
+    let after = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push('@');
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    // `password=VALUE` anywhere after it (a query parameter), up to the next `&`.
+    let mut remaining = after;
+    while let Some(found) = remaining.to_ascii_lowercase().find("password=") {
+        let value_start = found + "password=".len();
+        out.push_str(&remaining[..value_start]);
+        out.push_str("***");
+        remaining = &remaining[value_start..];
+        remaining = &remaining[remaining.find('&').unwrap_or(remaining.len())..];
+    }
+    out.push_str(remaining);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes() {
+        assert_eq!(url_scheme("postgres://x").as_deref(), Some("postgres"));
+        assert_eq!(url_scheme("PostgreSQL://x").as_deref(), Some("postgresql"));
+        assert_eq!(url_scheme("/var/lock"), None);
+        assert_eq!(url_scheme("1x://"), None);
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://u:p@h/d"), "postgres://u:***@h/d");
+        assert_eq!(redact_url("postgres://u:p:q@h"), "postgres://u:***@h");
+        assert_eq!(
+            redact_url("postgres://h/d?password=p"),
+            "postgres://h/d?password=***"
+        );
+        assert_eq!(
+            redact_url("postgresql://u:a@b@h:1/d?x=1&PASSWORD=z"),
+            "postgresql://u:***@h:1/d?x=1&PASSWORD=***"
+        );
+        assert_eq!(
+            redact_url("host=h password='a b'"),
+            "<connection string, password hidden>"
+        );
+        assert_eq!(redact_url("host=h user=u"), "host=h user=u");
+        // Unescaped separators in the password.
+        assert_eq!(redact_url("postgres://u:p/w@h/d"), "postgres://u:***@h/d");
+        assert_eq!(redact_url("postgres://u:p?w#x@h/d"), "postgres://u:***@h/d");
+        assert_eq!(
+            redact_url("postgres://h/d?user=a@b&password=x&sslmode=disable"),
+            "postgres://h/d?user=a@b&password=***&sslmode=disable"
+        );
+    }
+}
