@@ -230,9 +230,39 @@ impl<'a> LockBuilder<'a> {
     #[inline]
     pub fn acquire(self) -> Result<LockGuard, Error> {
         let name = self.name;
-        if self.do_log {
-            tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\"");
+        if self.do_log && debug_enabled() {
+            log_line(name, LogLine::Acquiring);
         }
+        // The common case, small enough to inline at the call site: the global semaphore of
+        // `name`, free. Everything else (waiting, containers, fair, external) is out of line.
+        if !self.fair && !self.external && self.semaphores.is_none() && self.site.is_none() {
+            match Semaphores::global()
+                .registry()
+                .take(name, |sem| sem.try_acquire_uncontended())
+            {
+                Ok(pinned) => {
+                    let guard = LockGuard {
+                        held: Held::Semaphore(Some(Taken::Pinned(pinned))),
+                        do_log: self.do_log,
+                        external: None,
+                        _thread_bound: PhantomData,
+                    };
+                    if self.do_log && debug_enabled() {
+                        log_line(name, LogLine::Acquired);
+                    }
+                    return Ok(guard);
+                }
+                Err(sem) => return self.acquire_slow(Some(sem)),
+            }
+        }
+        self.acquire_slow(None)
+    }
+
+    /// [`acquire`](Self::acquire) after its fast path: `global` is the global semaphore of
+    /// the name when the fast path found it taken.
+    #[inline(never)]
+    fn acquire_slow(self, global: Option<NamedSemaphore>) -> Result<LockGuard, Error> {
+        let name = self.name;
         let wait = Wait::new(self.blocking, self.timeout);
         let deadline = deadline(wait);
         let held = if self.fair {
@@ -249,6 +279,7 @@ impl<'a> LockBuilder<'a> {
                 name,
                 self.semaphores,
                 self.site,
+                global,
                 wait,
             )?))
         };
@@ -545,6 +576,37 @@ impl fmt::Debug for LockBuilder<'_> {
     }
 }
 
+/// Whether oslo's DEBUG lines could be wanted at all: one load, inlined into the fast path;
+/// the line itself is formatted out of line by [`log_line`].
+#[inline(always)]
+fn debug_enabled() -> bool {
+    tracing::level_enabled!(tracing::Level::DEBUG)
+}
+
+/// oslo's log lines of the fast paths: acquiring and releasing an in-process lock.
+#[derive(Clone, Copy)]
+enum LogLine {
+    Acquiring,
+    Acquired,
+    Releasing,
+}
+
+#[cold]
+#[inline(never)]
+fn log_line(name: &str, line: LogLine) {
+    match line {
+        LogLine::Acquiring => {
+            tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\"")
+        }
+        LogLine::Acquired => {
+            tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"")
+        }
+        LogLine::Releasing => {
+            tracing::debug!(target: LOG_TARGET, lock = name, "Releasing lock \"{name}\"")
+        }
+    }
+}
+
 /// Takes the semaphore for `name`. In the global registry the uncontended case is one trip
 /// to the registry with no reference count taken (see `Registry::take`).
 #[inline]
@@ -552,11 +614,14 @@ fn take_semaphore(
     name: &str,
     container: Option<&Semaphores>,
     site: Option<&'static StaticLock>,
+    global: Option<NamedSemaphore>,
     wait: Wait,
 ) -> Result<Taken<Semaphore>, Error> {
-    let sem = match (container, site) {
-        (Some(container), _) => container.get(name),
-        (None, Some(site)) => {
+    let sem = match (container, site, global) {
+        (Some(container), _, _) => container.get(name),
+        // The fast path of `acquire` found it taken.
+        (None, _, Some(global)) => global,
+        (None, Some(site), None) => {
             let sem = site.semaphore();
             return if sem.acquire_with(wait) {
                 Ok(Taken::Static(sem))
@@ -564,7 +629,7 @@ fn take_semaphore(
                 Err(Error::acquire_failed(name, wait.waited()))
             };
         }
-        (None, None) => match Semaphores::global()
+        (None, None, None) => match Semaphores::global()
             .registry()
             .take(name, |sem| sem.try_acquire_uncontended())
         {
@@ -689,8 +754,12 @@ fn fencing_token(
 impl Drop for LockGuard {
     #[inline]
     fn drop(&mut self) {
-        if self.external.is_none() && !self.do_log {
-            return; // the fast path: nothing but the in-process release, done by `held`
+        if self.external.is_none() {
+            // The fast path: a log line at most, then the in-process release, done by `held`.
+            if self.do_log && debug_enabled() {
+                log_line(self.name(), LogLine::Releasing);
+            }
+            return;
         }
         release_external_and_log(
             self.name(),
@@ -718,8 +787,8 @@ fn release_external_and_log(
             tracing::warn!(target: LOG_TARGET, lock = name, "{e}");
         }
     }
-    if do_log {
-        tracing::debug!(target: LOG_TARGET, lock = name, "Releasing lock \"{name}\"");
+    if do_log && debug_enabled() {
+        log_line(name, LogLine::Releasing);
     }
 }
 
