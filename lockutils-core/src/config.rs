@@ -10,6 +10,8 @@
 //!
 //! With none of them, external locks fail with [`Error::LockPathRequired`].
 
+use std::borrow::Cow;
+use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
+use crate::backend::redact_url;
 use crate::error::Error;
 
 /// The environment variable oslo reads the default lock directory from.
@@ -51,7 +54,7 @@ const NAME_MAX: usize = 255;
 /// assert!(!conf.disable_process_locking);
 /// # Ok::<(), lockutils::Error>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct LockConfig {
     /// Directory of the lock files of external locks.
     pub lock_path: Option<PathBuf>,
@@ -62,6 +65,17 @@ pub struct LockConfig {
     /// `backend_url` option of `[oslo_concurrency]`, else `LOCKUTILS_BACKEND_URL`. See
     /// [`backend`](crate::backend).
     pub backend_url: Option<String>,
+}
+
+/// Shows `backend_url` without its password.
+impl fmt::Debug for LockConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockConfig")
+            .field("lock_path", &self.lock_path)
+            .field("disable_process_locking", &self.disable_process_locking)
+            .field("backend_url", &self.backend_url.as_deref().map(redact_url))
+            .finish()
+    }
 }
 
 impl LockConfig {
@@ -128,19 +142,25 @@ impl LockConfig {
             if !in_section {
                 continue;
             }
-            let value = unquote(value.trim());
-            if value.contains('$') {
-                return Err((
+            let key = key.trim();
+            let value = unescape_dollars(unquote(value.trim())).map_err(|()| {
+                // A URL's password stays out of the message.
+                let shown = if key == "backend_url" {
+                    redact_url(value.trim())
+                } else {
+                    value.trim().to_owned()
+                };
+                (
                     line_no,
                     format!(
-                        "{}: {value:?} uses oslo.config interpolation ($name), which is not \
-                         supported here; write the path out, or lock files would go elsewhere \
-                         than Python's",
-                        key.trim()
+                        "{key}: {shown:?} uses oslo.config interpolation ($name), which is not \
+                         supported here; write the value out (a literal $ is written $$), or \
+                         lock files would go elsewhere than Python's"
                     ),
-                ));
-            }
-            match key.trim() {
+                )
+            })?;
+            let value = value.as_ref();
+            match key {
                 "lock_path" => {
                     conf.lock_path = (!value.is_empty()).then(|| PathBuf::from(value));
                 }
@@ -160,6 +180,23 @@ impl LockConfig {
         }
         Ok(conf)
     }
+}
+
+/// oslo.config's `$$` (a literal `$`); any other `$` starts an interpolation, which is
+/// refused.
+fn unescape_dollars(value: &str) -> Result<Cow<'_, str>, ()> {
+    if !value.contains('$') {
+        return Ok(Cow::Borrowed(value));
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.next() != Some('$') {
+            return Err(());
+        }
+        out.push(c);
+    }
+    Ok(Cow::Owned(out))
 }
 
 /// oslo.config strips one pair of matching quotes around a value.
@@ -515,6 +552,30 @@ mod tests {
         let err = LockConfig::from_ini_str("[oslo_concurrency]\nlock_path = $state_path/tmp\n")
             .unwrap_err();
         assert!(err.to_string().contains("interpolation"), "{err}");
+    }
+
+    #[test]
+    fn dollars_escape_and_urls_keep_their_passwords_out_of_errors_and_debug() {
+        let conf = LockConfig::from_ini_str(
+            "[oslo_concurrency]\nbackend_url = postgres://app:pa$$word@db/locks\n",
+        )
+        .unwrap();
+        assert_eq!(
+            conf.backend_url.as_deref(),
+            Some("postgres://app:pa$word@db/locks")
+        );
+        let shown = format!("{conf:?}");
+        assert!(shown.contains("postgres://app:***@db/locks"), "{shown}");
+        assert!(!shown.contains("pa$word"), "{shown}");
+
+        let err = LockConfig::from_ini_str(
+            "[oslo_concurrency]\nbackend_url = postgres://app:pa$word@db/locks\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("interpolation") && err.contains("$$"), "{err}");
+        assert!(err.contains("postgres://app:***@db/locks"), "{err}");
+        assert!(!err.contains("pa$word"), "{err}");
     }
 
     #[test]
