@@ -162,11 +162,20 @@ impl Inner {
         deadline: Option<Instant>,
     ) -> Result<AsyncSession, Error> {
         let config = self.async_config.clone();
+        // The connect timeout bounds the whole set-up here (the client bounds only the
+        // socket's connect): a server that accepts connections but never answers is given up.
+        let limit = config
+            .get_connect_timeout()
+            .and_then(|timeout| Instant::now().checked_add(*timeout));
+        let bound = match (deadline, limit) {
+            (Some(deadline), Some(limit)) => Some(deadline.min(limit)),
+            (deadline, limit) => deadline.or(limit),
+        };
         let connecting = async move {
             let connect = config.connect(NoTls);
-            let connected = match deadline {
+            let connected = match bound {
                 None => connect.await.map_err(Some),
-                Some(deadline) => match tokio::time::timeout_at(deadline.into(), connect).await {
+                Some(bound) => match tokio::time::timeout_at(bound.into(), connect).await {
                     Ok(connected) => connected.map_err(Some),
                     Err(_) => Err(None),
                 },
@@ -187,7 +196,11 @@ impl Inner {
             Err(None) => Err(Error::backend(
                 name,
                 self.target.clone(),
-                "cannot connect to the server within the lock's timeout",
+                if bound == limit {
+                    "cannot connect to the server: no answer within the connect timeout"
+                } else {
+                    "cannot connect to the server: no answer within the lock's timeout"
+                },
             )),
         }
     }

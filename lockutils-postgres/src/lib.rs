@@ -39,9 +39,11 @@
 //!   hand out tokens equal to or lower than ones already given. Where tokens must survive a
 //!   failover, either replicate synchronously (`synchronous_commit = on` or stronger, with
 //!   `synchronous_standby_names` covering the standby that will be promoted), or compare
-//!   tokens together with the server's timeline (`SELECT timeline_id FROM
-//!   pg_control_checkpoint()`, which grows with every promotion): order by (timeline, token),
-//!   and refuse any write from an older timeline.
+//!   tokens together with the server's timeline, which grows with every promotion: order by
+//!   (timeline, token), and refuse any write from an older timeline. The current timeline is
+//!   the first eight hex digits of `pg_walfile_name(pg_current_wal_lsn())`;
+//!   `SELECT timeline_id FROM pg_control_checkpoint()` shows it too, but only once the
+//!   first checkpoint after the promotion is done.
 //! - **Lock loss** is visible: [`LockGuard::is_external_held`](lockutils_core::LockGuard::is_external_held) and
 //!   [`PgGuard::is_held`] ask the server whether the session still holds the lock, waiting
 //!   at most [`IS_HELD_TIMEOUT`] for the answer.
@@ -55,7 +57,8 @@
 //! too), so that the in-process lock is never free while the server still holds the lock.
 //!
 //! ## Connections
-//! Unless the URL says otherwise, connections time out after [`DEFAULT_CONNECT_TIMEOUT`],
+//! Unless the URL says otherwise, connections time out after [`DEFAULT_CONNECT_TIMEOUT`]
+//! (the blocking API bounds the socket's connect by it; awaited locks, the whole set-up),
 //! send TCP keepalives after [`DEFAULT_KEEPALIVES_IDLE`] of silence (every
 //! [`DEFAULT_KEEPALIVES_INTERVAL`], [`DEFAULT_KEEPALIVES_RETRIES`] times), give up on data
 //! unacknowledged for [`DEFAULT_TCP_USER_TIMEOUT`], and set `application_name=lockutils`: a
