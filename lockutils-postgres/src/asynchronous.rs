@@ -61,11 +61,6 @@ impl AsyncSession {
     fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
-
-    /// Ends the session at once: the socket closes, and the server frees its locks.
-    fn close(self) {
-        self.connection.abort();
-    }
 }
 
 /// A task of [`io_runtime`], awaited from any executor; aborted if dropped first.
@@ -294,10 +289,7 @@ impl Inner {
                 self.checkin_async(session);
                 Ok(())
             }
-            Ok(Some((session, Ok(Ok(_))))) => {
-                session.close();
-                Err(self.lost(name))
-            }
+            Ok(Some((_, Ok(Ok(_))))) => Err(self.lost(name)),
             Ok(Some((_, Ok(Err(e))))) => failed(format!(
                 "the session holding the lock failed before the release, which may have lost \
                  the lock earlier: {}",

@@ -48,13 +48,19 @@
 //!   [`PgGuard::is_held`] ask the server whether the session still holds the lock, waiting
 //!   at most [`IS_HELD_TIMEOUT`] for the answer.
 //!
-//! ## Sessions of awaitable locks (the `async` feature)
-//! The connections of awaited locks run on one small runtime of this crate (a thread named
-//! `lockutils-pg-io`), whichever executor awaits them: a session pooled by one runtime serves
-//! any other, and a runtime that stops being driven strands no lock. Dropping a guard of an
-//! awaited lock waits for the server to confirm the release (one round trip; at most
-//! [`RELEASE_TIMEOUT`], after which the session is closed, which frees the lock on the server
-//! too), so that the in-process lock is never free while the server still holds the lock.
+//! ## Async code
+//! With the `async` feature, the connections of awaited locks run on one small runtime of
+//! this crate (a thread named `lockutils-pg-io`), whichever executor awaits them: a session
+//! pooled by one runtime serves any other, and a runtime that stops being driven strands no
+//! lock. Dropping a guard of an awaited lock waits for the server to confirm the release (one
+//! round trip), so that the in-process lock is not free while the server still holds the
+//! lock; a server that does not answer within [`RELEASE_TIMEOUT`] has the session closed,
+//! which frees the lock as soon as the server notices.
+//!
+//! The blocking API works inside async tasks too (the `postgres` crate blocks on a runtime of
+//! its own, which cannot run on a thread that drives another runtime: there, each blocking
+//! call, and each close of a session, moves to a thread of its own), but it blocks the
+//! executor's thread while it waits: in async code prefer `acquire_async()`.
 //!
 //! ## Connections
 //! Unless the URL says otherwise, connections time out after [`DEFAULT_CONNECT_TIMEOUT`]
@@ -63,9 +69,10 @@
 //! [`DEFAULT_KEEPALIVES_INTERVAL`], [`DEFAULT_KEEPALIVES_RETRIES`] times), give up on data
 //! unacknowledged for [`DEFAULT_TCP_USER_TIMEOUT`], and set `application_name=lockutils`: a
 //! client notices a vanished server within about 30 s, also while it waits for a lock. A
-//! timed acquire connects within what remains of its timeout (or the connect timeout, if
-//! shorter), so that an unreachable server does not make it wait longer. How fast a vanished *client* host is noticed — and its lock
-//! given to the next waiter — is up to the server: `tcp_keepalives_idle`,
+//! timed acquire bounds its connecting by what remains of its timeout as well (if that is
+//! shorter), so that an unreachable server does not make it wait longer than asked. How fast
+//! a vanished *client* host is noticed — and its lock given to the next waiter — is up to the
+//! server: `tcp_keepalives_idle`,
 //! `tcp_keepalives_interval`, `tcp_keepalives_count` and `tcp_user_timeout` bound it (by
 //! default Linux waits two hours!); a client process that dies on a live host is noticed at
 //! once (the kernel closes its socket). `idle_session_timeout`, if set on the server, ends
@@ -82,11 +89,6 @@
 //!   the server directly.
 //! - Reentrancy across processes: two processes never share a lock, even with the same name
 //!   and process id.
-//!
-//! The blocking API also works inside an async task (the `postgres` crate blocks on a runtime
-//! of its own, which cannot run on a thread driving another: there, each blocking call moves
-//! to a thread of its own), but it blocks the executor's thread while it waits: in async code
-//! prefer the `async` feature and `acquire_async()`.
 
 #![warn(missing_docs)]
 
@@ -127,8 +129,8 @@ pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const IS_HELD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections a backend keeps for later locks, at most.
 pub const MAX_IDLE: usize = 16;
-/// How long dropping (or releasing) a guard of an awaited lock waits for the server to confirm
-/// the release; past it, the session is closed (which frees the lock on the server as soon as
+/// How long dropping (or releasing) a guard of an awaited lock (the `async` feature) waits for
+/// the server to confirm the release; past it, the session is closed (which frees the lock on the server as soon as
 /// the server sees the connection end) and the release reported as failed.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -931,7 +933,8 @@ impl PgLock {
 }
 
 /// A held [`PgLock`]; released when dropped (a failed release is logged), or with
-/// [`release`](Self::release) to see the outcome.
+/// [`release`](Self::release) to see the outcome. Either waits for the server to confirm
+/// the release (for a guard of an awaited acquire, at most [`RELEASE_TIMEOUT`]).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct PgGuard<'a> {
     lock: &'a PgLock,
