@@ -1053,6 +1053,39 @@ mod tests {
     }
 
     #[test]
+    fn timed_waits_shrink_to_what_is_left_of_them() {
+        assert_eq!(deadline_of(Wait::Never), None);
+        assert_eq!(deadline_of(Wait::Forever), None);
+        assert_eq!(deadline_of(Wait::For(Duration::MAX)), None);
+        assert_eq!(left(Wait::Forever, None), Wait::Forever);
+        let deadline = deadline_of(Wait::For(Duration::from_secs(60))).unwrap();
+        match left(Wait::For(Duration::from_secs(60)), Some(deadline)) {
+            Wait::For(rest) => assert!(rest <= Duration::from_secs(60) && !rest.is_zero()),
+            other => panic!("{other:?}"),
+        }
+        // Past the deadline: one try, no wait.
+        let past = Instant::now().checked_sub(Duration::from_secs(1)).unwrap();
+        let rest = left(Wait::For(Duration::from_secs(1)), Some(past));
+        assert_eq!(rest, Wait::For(Duration::ZERO));
+        assert_eq!(wait_millis(rest), None);
+    }
+
+    #[test]
+    fn blocking_work_leaves_a_runtime_thread_and_stays_otherwise() {
+        let here = std::thread::current().id();
+        assert_eq!(off_runtime(|| std::thread::current().id()).unwrap(), here);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let there = runtime.block_on(async { off_runtime(|| std::thread::current().id()) });
+        assert_ne!(there.unwrap(), here);
+        let panicked = std::panic::catch_unwind(|| {
+            runtime.block_on(async { off_runtime(|| panic!("in the op")) })
+        });
+        assert!(panicked.is_err());
+    }
+
+    #[test]
     fn pg_locks_shows_keys_as_two_halves() {
         let sql = held_sql(-1, Mode::Exclusive);
         assert!(sql.contains("classid = '4294967295'::oid AND objid = '4294967295'::oid"));
