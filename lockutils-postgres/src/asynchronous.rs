@@ -1,14 +1,88 @@
 //! Awaitable locks on tokio-postgres (the `async` feature).
+//!
+//! Every session's connection task runs on one runtime of this crate ([`io_runtime`]), a
+//! current-thread runtime driven by a thread of its own: the client's requests are channel
+//! messages, so they can be awaited from any executor, while the connection keeps running
+//! whatever becomes of the runtime (or thread) that asked for it. A session pooled by one
+//! runtime thus serves any other, and a release never depends on its caller's runtime being
+//! driven afterwards.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use lockutils_core::{Error, Wait};
-use tokio_postgres::{CancelToken, NoTls};
+use tokio::runtime::Handle;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
 
 use crate::{Conn, Held, IS_HELD_TIMEOUT, Inner, MAX_IDLE, Mode, PgGuard, PgLock, last_value};
 use crate::{
-    held_sql, is_lock_timeout, lock_sql, session_gone, token_of, wait_millis, wait_waited,
+    RELEASE_TIMEOUT, explain, held_sql, is_lock_timeout, left, lock_sql, session_gone, token_of,
+    wait_millis, wait_waited,
 };
+
+/// The name of the thread that drives [`io_runtime`].
+const IO_THREAD: &str = "lockutils-pg-io";
+
+/// How much longer than its own bound a blocking caller waits for a task of [`io_runtime`]
+/// (which applies the bound itself) before giving up on it.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// The runtime of every async session's connection, started on first use.
+fn io_runtime() -> Result<&'static Handle, String> {
+    static RUNTIME: LazyLock<Result<Handle, String>> = LazyLock::new(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot build the runtime of PostgreSQL sessions: {e}"))?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name(IO_THREAD.to_owned())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .map_err(|e| format!("cannot start the thread of PostgreSQL sessions: {e}"))?;
+        Ok(handle)
+    });
+    RUNTIME.as_ref().map_err(Clone::clone)
+}
+
+/// A session of an awaitable lock: its client, and the task of its connection on
+/// [`io_runtime`].
+pub(crate) struct AsyncSession {
+    /// Shared with checks running on [`io_runtime`] for the time of one query.
+    client: Arc<tokio_postgres::Client>,
+    connection: AbortHandle,
+}
+
+impl AsyncSession {
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+/// A task of [`io_runtime`], awaited from any executor; aborted if dropped first.
+struct Task<T>(JoinHandle<T>);
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|outcome| match outcome {
+            Ok(value) => Ok(value),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(format!("the task of the PostgreSQL session ended: {e}")),
+        })
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Cancels the query running on a session when dropped before being disarmed: a cancelled
 /// acquire must not leave its session queued on the server.
@@ -17,7 +91,7 @@ struct CancelOnDrop(Option<CancelToken>);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if let Some(token) = self.0.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && let Ok(runtime) = io_runtime()
         {
             runtime.spawn(async move {
                 let _ = token.cancel_query(NoTls).await;
@@ -27,84 +101,251 @@ impl Drop for CancelOnDrop {
 }
 
 impl Inner {
-    fn runtime(&self, name: &str) -> Result<tokio::runtime::Handle, Error> {
-        tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::backend(
+    fn runtime_error(&self, name: &str, reason: String) -> Error {
+        Error::backend(name, self.target.clone(), reason)
+    }
+
+    /// Runs `future` on [`io_runtime`], awaited from the caller's executor.
+    async fn on_io<T: Send + 'static>(
+        &self,
+        name: &str,
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, Error> {
+        let runtime = io_runtime().map_err(|e| self.runtime_error(name, e))?;
+        Task(runtime.spawn(future))
+            .await
+            .map_err(|e| self.runtime_error(name, e))
+    }
+
+    /// Runs `future` on [`io_runtime`] and blocks the calling thread until it is done, at
+    /// most `bound` (`None` past it: the task is aborted).
+    fn block_on_io<T: Send + 'static>(
+        &self,
+        name: &str,
+        future: impl Future<Output = T> + Send + 'static,
+        bound: Duration,
+    ) -> Result<Option<T>, Error> {
+        if std::thread::current().name() == Some(IO_THREAD) {
+            return Err(self.runtime_error(
+                name,
+                "cannot wait for a PostgreSQL session on the thread that runs it".to_owned(),
+            ));
+        }
+        let runtime = io_runtime().map_err(|e| self.runtime_error(name, e))?;
+        let (tx, rx) = sync_channel(1);
+        let task = runtime.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        match rx.recv_timeout(bound) {
+            Ok(value) => Ok(Some(value)),
+            Err(RecvTimeoutError::Timeout) => {
+                task.abort();
+                Ok(None)
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(self.runtime_error(
+                name,
+                "the task of the PostgreSQL session ended without an answer".to_owned(),
+            )),
+        }
+    }
+
+    /// A new session, its connection on [`io_runtime`]; connecting takes at most until
+    /// `deadline` (if any), or the configured connect timeout if that comes first.
+    async fn connect_async(
+        &self,
+        name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<AsyncSession, Error> {
+        let config = self.async_config.clone();
+        // The connect timeout bounds the whole set-up here (the client bounds only the
+        // socket's connect): a server that accepts connections but never answers is given up.
+        let limit = config
+            .get_connect_timeout()
+            .and_then(|timeout| Instant::now().checked_add(*timeout));
+        let bound = match (deadline, limit) {
+            (Some(deadline), Some(limit)) => Some(deadline.min(limit)),
+            (deadline, limit) => deadline.or(limit),
+        };
+        let connecting = async move {
+            let connect = config.connect(NoTls);
+            let connected = match bound {
+                None => connect.await.map_err(Some),
+                Some(bound) => match tokio::time::timeout_at(bound.into(), connect).await {
+                    Ok(connected) => connected.map_err(Some),
+                    Err(_) => Err(None),
+                },
+            };
+            connected.map(|(client, connection)| {
+                let connection = tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                (client, connection.abort_handle())
+            })
+        };
+        match self.on_io(name, connecting).await? {
+            Ok((client, connection)) => Ok(AsyncSession {
+                client: Arc::new(client),
+                connection,
+            }),
+            Err(Some(e)) => Err(self.connect_error(name, &e)),
+            Err(None) => Err(Error::backend(
                 name,
                 self.target.clone(),
-                "awaiting a PostgreSQL lock needs a tokio runtime (the connection runs on it)",
-            )
-        })
+                if bound == limit {
+                    "cannot connect to the server: no answer within the connect timeout"
+                } else {
+                    "cannot connect to the server: no answer within the lock's timeout"
+                },
+            )),
+        }
     }
 
-    async fn connect_async(&self, name: &str) -> Result<tokio_postgres::Client, Error> {
-        let runtime = self.runtime(name)?;
-        let (client, connection) = self
-            .async_config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.connect_error(name, &e))?;
-        runtime.spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
-    }
-
-    async fn checkout_async(&self, name: &str) -> Result<(tokio_postgres::Client, bool), Error> {
+    async fn checkout_async(
+        &self,
+        name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<(AsyncSession, bool), Error> {
         loop {
-            let Some(client) = self.idle_async.lock().pop() else {
+            let Some(session) = self.idle_async.lock().pop() else {
                 break;
             };
-            if !client.is_closed() {
-                return Ok((client, true));
+            if !session.is_closed() {
+                return Ok((session, true));
             }
         }
-        Ok((self.connect_async(name).await?, false))
+        Ok((self.connect_async(name, deadline).await?, false))
     }
 
-    pub(crate) fn checkin_async(&self, client: tokio_postgres::Client) {
-        if client.is_closed() {
+    fn checkin_async(&self, session: AsyncSession) {
+        // A check that gave up may still hold the client: such a session is not reused.
+        if session.is_closed() || Arc::strong_count(&session.client) != 1 {
             return;
         }
         let mut idle = self.idle_async.lock();
         if idle.len() < MAX_IDLE {
-            idle.push(client);
+            idle.push(session);
         }
     }
 
-    /// [`take`](Inner::take) for a task. Cancel-safe: a dropped wait cancels its query, and its
-    /// session closes.
+    /// [`take`](Inner::take) for a task, on any executor. Cancel-safe: a dropped wait cancels
+    /// its query, and its session closes. `wait` is what is left of the lock's timeout, which
+    /// ends at `deadline`.
     pub(crate) async fn take_async(
         &self,
         name: &str,
         key: i64,
         mode: Mode,
         wait: Wait,
+        deadline: Option<Instant>,
     ) -> Result<Held, Error> {
-        let runtime = self.runtime(name)?;
-        let (mut client, mut pooled) = self.checkout_async(name).await?;
+        let deadline = deadline.or_else(|| crate::deadline_of(wait));
+        let (mut session, mut pooled) = self.checkout_async(name, deadline).await?;
         loop {
-            match lock_on(&client, key, mode, wait).await {
+            match lock_on(&session.client, key, mode, left(wait, deadline)).await {
                 Ok(Some(token)) => {
                     return Ok(Held {
                         key,
                         mode,
                         token,
-                        conn: Conn::Async(client, runtime),
+                        conn: Conn::Async(session),
                     });
                 }
                 Ok(None) => {
-                    self.checkin_async(client);
+                    self.checkin_async(session);
                     return Err(Error::acquire_failed(name, wait_waited(wait)));
                 }
                 Err(e) if pooled && session_gone(&e) => {
-                    client = self.connect_async(name).await?;
+                    session = self.connect_async(name, deadline).await?;
                     pooled = false;
                 }
                 Err(e) => return Err(self.query_error(name, "take the lock", &e)),
             }
         }
     }
+
+    /// Releases the lock of `session` (`sql` unlocks it), waiting for the server's answer (at
+    /// most [`RELEASE_TIMEOUT`]): the caller frees the in-process lock right after, which must
+    /// not happen while the server still holds the lock. The session goes back to the pool
+    /// if all went well, and is closed otherwise.
+    pub(crate) fn release_async(
+        &self,
+        name: &str,
+        session: AsyncSession,
+        sql: String,
+    ) -> Result<(), Error> {
+        let connection = session.connection.clone();
+        let releasing = async move {
+            let answer =
+                tokio::time::timeout(RELEASE_TIMEOUT, session.client.simple_query(&sql)).await;
+            (session, answer)
+        };
+        let outcome = self.block_on_io(name, releasing, RELEASE_TIMEOUT + GRACE);
+        let failed = |reason: String| {
+            connection.abort();
+            Err(Error::backend(name, self.target.clone(), reason))
+        };
+        match outcome {
+            Ok(Some((session, Ok(Ok(messages))))) if last_value(&messages) == Some("t") => {
+                self.checkin_async(session);
+                Ok(())
+            }
+            Ok(Some((_, Ok(Ok(_))))) => Err(self.lost(name)),
+            Ok(Some((_, Ok(Err(e))))) => failed(format!(
+                "the session holding the lock failed before the release, which may have lost \
+                 the lock earlier: {}",
+                explain(&e)
+            )),
+            Ok(Some((_, Err(_)))) | Ok(None) => failed(format!(
+                "the server did not confirm the release within {RELEASE_TIMEOUT:?}: the session \
+                 was closed, which frees the lock once the server notices"
+            )),
+            Err(e) => {
+                connection.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// [`is_held`](Inner::is_held) of an async session, from a blocking caller.
+    pub(crate) fn is_held_blocking(
+        &self,
+        name: &str,
+        session: &AsyncSession,
+        sql: String,
+    ) -> Result<bool, Error> {
+        if session.is_closed() {
+            return Ok(false);
+        }
+        let checking = check(Arc::clone(&session.client), sql);
+        match self.block_on_io(name, checking, IS_HELD_TIMEOUT + GRACE)? {
+            Some(outcome) => self.checked(name, outcome),
+            None => Err(self.unanswered(name)),
+        }
+    }
+
+    fn checked(
+        &self,
+        name: &str,
+        outcome: Option<Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>>,
+    ) -> Result<bool, Error> {
+        match outcome {
+            Some(Ok(messages)) => Ok(last_value(&messages) == Some("t")),
+            Some(Err(e)) if e.is_closed() || e.as_db_error().is_some() => Ok(false),
+            Some(Err(e)) => Err(self.query_error(name, "check the lock", &e)),
+            None => Err(self.unanswered(name)),
+        }
+    }
+}
+
+/// The lock check `sql` on `client`, bounded by [`IS_HELD_TIMEOUT`] (`None` past it); to run
+/// on [`io_runtime`].
+async fn check(
+    client: Arc<tokio_postgres::Client>,
+    sql: String,
+) -> Option<Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>> {
+    tokio::time::timeout(IS_HELD_TIMEOUT, client.simple_query(&sql))
+        .await
+        .ok()
 }
 
 /// [`lock_on`](crate::lock_on) on an async session.
@@ -129,7 +370,7 @@ async fn lock_on(
 async fn query(
     client: &tokio_postgres::Client,
     sql: &str,
-) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error> {
+) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
     let mut cancel = CancelOnDrop(Some(client.cancel_token()));
     let outcome = client.simple_query(sql).await;
     cancel.0 = None;
@@ -137,13 +378,14 @@ async fn query(
 }
 
 impl PgLock {
-    /// [`acquire`](Self::acquire) for async code (on a tokio runtime), without blocking the
-    /// thread. Cancel-safe.
+    /// [`acquire`](Self::acquire) for async code, without blocking the thread; any executor
+    /// may await it. Cancel-safe. Dropping the guard waits for the server to confirm the
+    /// release (see the crate docs).
     pub async fn acquire_async(&self, mode: Mode, wait: Wait) -> Result<PgGuard<'_>, Error> {
         let held = self
             .backend
             .inner
-            .take_async(&self.name, self.key, mode, wait)
+            .take_async(&self.name, self.key, mode, wait, None)
             .await?;
         Ok(PgGuard {
             lock: self,
@@ -164,27 +406,20 @@ impl PgLock {
 
 impl PgGuard<'_> {
     /// [`is_held`](Self::is_held) for async code: asks the server (at most
-    /// [`IS_HELD_TIMEOUT`]) whether the session still holds the lock.
+    /// [`IS_HELD_TIMEOUT`]) whether the session still holds the lock. A guard from the
+    /// blocking API is checked as [`is_held`](Self::is_held) does, blocking the thread.
     pub async fn is_held_async(&self) -> Result<bool, Error> {
-        let inner: &Arc<Inner> = &self.lock.backend.inner;
+        let inner: &Inner = &self.lock.backend.inner;
         let name = &self.lock.name;
         let held = self.held();
-        let sql = held_sql(held.key, held.mode);
         match &held.conn {
-            Conn::Async(client, _) => {
-                match tokio::time::timeout(IS_HELD_TIMEOUT, client.simple_query(&sql)).await {
-                    Ok(Ok(messages)) => Ok(last_value(&messages) == Some("t")),
-                    Ok(Err(e)) if e.is_closed() || e.as_db_error().is_some() => Ok(false),
-                    Ok(Err(e)) => Err(inner.query_error(name, "check the lock", &e)),
-                    Err(_) => Err(Error::backend(
-                        name,
-                        inner.target.clone(),
-                        format!(
-                            "the server did not answer within {IS_HELD_TIMEOUT:?}: cannot tell \
-                             whether the lock is still held (act as if it was lost)"
-                        ),
-                    )),
+            Conn::Async(session) => {
+                if session.is_closed() {
+                    return Ok(false);
                 }
+                let checking = check(Arc::clone(&session.client), held_sql(held.key, held.mode));
+                let outcome = inner.on_io(name, checking).await?;
+                inner.checked(name, outcome)
             }
             Conn::Sync(_) => inner.is_held(name, held),
         }

@@ -28,22 +28,51 @@
 //!   that other clients — Python, SQL — take the same lock.
 //! - **Shared locks** (`pg_advisory_lock_shared`) through [`PgLock::read`].
 //! - **Fencing tokens.** Each acquisition runs `pg_current_xact_id()` once it holds the lock:
-//!   a transaction id, strictly greater than that of any acquisition before it on the server
-//!   (of any lock). Pass it to storage that refuses writes with a token older than one it has
-//!   seen, and a holder that lost its lock unnoticed cannot overwrite its successor's work.
-//!   Each acquisition consumes a transaction id.
+//!   a transaction id, strictly greater than that of any acquisition before it on the same
+//!   server (of any lock). Pass it to storage that refuses writes with a token older than one
+//!   it has seen, and a holder that lost its lock unnoticed cannot overwrite its successor's
+//!   work. Each acquisition consumes a transaction id.
+//!
+//!   Tokens grow along one primary's history only. A standby promoted after a failover
+//!   continues from the last transaction id *it* received: with asynchronous replication (or
+//!   `synchronous_commit = off`) that may be behind the old primary, and the new primary can
+//!   hand out tokens equal to or lower than ones already given. Where tokens must survive a
+//!   failover, either replicate synchronously (`synchronous_commit = on` or stronger, with
+//!   `synchronous_standby_names` covering the standby that will be promoted), or compare
+//!   tokens together with the server's timeline, which grows with every promotion: order by
+//!   (timeline, token), and refuse any write from an older timeline. The current timeline is
+//!   the first eight hex digits of `pg_walfile_name(pg_current_wal_lsn())`;
+//!   `SELECT timeline_id FROM pg_control_checkpoint()` shows it too, but only once the
+//!   first checkpoint after the promotion is done.
 //! - **Lock loss** is visible: [`LockGuard::is_external_held`](lockutils_core::LockGuard::is_external_held) and
-//!   [`PgGuard::is_held`] ask the server whether the session still holds the lock.
+//!   [`PgGuard::is_held`] ask the server whether the session still holds the lock, waiting
+//!   at most [`IS_HELD_TIMEOUT`] for the answer.
+//!
+//! ## Async code
+//! With the `async` feature, the connections of awaited locks run on one small runtime of
+//! this crate (a thread named `lockutils-pg-io`), whichever executor awaits them: a session
+//! pooled by one runtime serves any other, and a runtime that stops being driven strands no
+//! lock. Dropping a guard of an awaited lock waits for the server to confirm the release (one
+//! round trip), so that the in-process lock is not free while the server still holds the
+//! lock; a server that does not answer within [`RELEASE_TIMEOUT`] has the session closed,
+//! which frees the lock as soon as the server notices.
+//!
+//! The blocking API works inside async tasks too (the `postgres` crate blocks on a runtime of
+//! its own, which cannot run on a thread that drives another runtime: there, each blocking
+//! call, and each close of a session, moves to a thread of its own), but it blocks the
+//! executor's thread while it waits: in async code prefer `acquire_async()`.
 //!
 //! ## Connections
-//! Unless the URL says otherwise, connections time out after [`DEFAULT_CONNECT_TIMEOUT`],
+//! Unless the URL says otherwise, connections time out after [`DEFAULT_CONNECT_TIMEOUT`]
+//! (the blocking API bounds the socket's connect by it; awaited locks, the whole set-up),
 //! send TCP keepalives after [`DEFAULT_KEEPALIVES_IDLE`] of silence (every
 //! [`DEFAULT_KEEPALIVES_INTERVAL`], [`DEFAULT_KEEPALIVES_RETRIES`] times), give up on data
 //! unacknowledged for [`DEFAULT_TCP_USER_TIMEOUT`], and set `application_name=lockutils`: a
 //! client notices a vanished server within about 30 s, also while it waits for a lock. A
-//! timed acquire that needs a new connection may take up to the connect timeout on top of
-//! its own when the server cannot be reached. How fast a vanished *client* host is noticed — and its lock
-//! given to the next waiter — is up to the server: `tcp_keepalives_idle`,
+//! timed acquire bounds its connecting by what remains of its timeout as well (if that is
+//! shorter), so that an unreachable server does not make it wait longer than asked. How fast
+//! a vanished *client* host is noticed — and its lock given to the next waiter — is up to the
+//! server: `tcp_keepalives_idle`,
 //! `tcp_keepalives_interval`, `tcp_keepalives_count` and `tcp_user_timeout` bound it (by
 //! default Linux waits two hours!); a client process that dies on a live host is noticed at
 //! once (the kernel closes its socket). `idle_session_timeout`, if set on the server, ends
@@ -60,8 +89,6 @@
 //!   the server directly.
 //! - Reentrancy across processes: two processes never share a lock, even with the same name
 //!   and process id.
-//! - The blocking API inside an async task: the `postgres` crate runs its own runtime; use the
-//!   `async` feature and `acquire_async()` there.
 
 #![warn(missing_docs)]
 
@@ -69,7 +96,7 @@ pub mod key;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "async")]
 use lockutils_core::AcquireFuture;
@@ -102,6 +129,10 @@ pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const IS_HELD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections a backend keeps for later locks, at most.
 pub const MAX_IDLE: usize = 16;
+/// How long dropping (or releasing) a guard of an awaited lock (the `async` feature) waits for
+/// the server to confirm the release; past it, the session is closed (which frees the lock on the server as soon as
+/// the server sees the connection end) and the release reported as failed.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The shared (read) or exclusive (write) side of an advisory lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,9 +208,9 @@ struct Inner {
     config: postgres::Config,
     #[cfg(feature = "async")]
     async_config: tokio_postgres::Config,
-    idle: Mutex<Vec<postgres::Client>>,
+    idle: Mutex<Vec<SyncClient>>,
     #[cfg(feature = "async")]
-    idle_async: Mutex<Vec<tokio_postgres::Client>>,
+    idle_async: Mutex<Vec<asynchronous::AsyncSession>>,
 }
 
 /// Sets the defaults this crate documents on a parsed configuration of either client.
@@ -260,7 +291,11 @@ impl PgBackend {
 
     /// Closes the idle connections (held locks keep theirs).
     pub fn close_idle(&self) {
-        self.inner.idle.lock().clear();
+        let idle = std::mem::take(&mut *self.inner.idle.lock());
+        // Closing a session blocks: off an async executor's thread, all at once.
+        if off_runtime(|| drop(idle)).is_err() {
+            tracing::error!(target: LOG_TARGET, "cannot close idle PostgreSQL sessions");
+        }
         #[cfg(feature = "async")]
         self.inner.idle_async.lock().clear();
     }
@@ -276,14 +311,19 @@ impl PgBackend {
         })
     }
 
-    /// Runs `sql` (simple query protocol) on a pooled session, for tests and diagnostics.
+    /// Runs `sql` (simple query protocol), for tests and diagnostics, on a new session that
+    /// is closed afterwards: whatever the SQL leaves behind in the session (an open
+    /// transaction, advisory locks, settings) ends with it, and never reaches a lock.
     /// Returns the first column of each row.
     pub fn query(&self, sql: &str) -> Result<Vec<Option<String>>, Error> {
-        let (mut client, _) = self.inner.checkout("")?;
-        let messages = client
-            .simple_query(sql)
-            .map_err(|e| self.inner.query_error("", "run a query", &e))?;
-        self.inner.checkin(client);
+        let inner = &self.inner;
+        let messages = off_runtime(|| {
+            let mut client = inner.connect("", None)?;
+            client
+                .simple_query(sql)
+                .map_err(|e| inner.query_error("", "run a query", &e))
+        })
+        .map_err(|e| inner.thread_error("", &e))??;
         Ok(messages
             .iter()
             .filter_map(|m| match m {
@@ -311,10 +351,65 @@ struct Held {
 }
 
 enum Conn {
-    /// In a mutex only to be `Sync` (the client is `Send` only); never contended.
-    Sync(Mutex<postgres::Client>),
+    /// Shared with the thread of a check ([`Inner::is_held`]) that may outlive its caller's
+    /// wait; otherwise only the guard's.
+    Sync(Arc<Mutex<SyncClient>>),
     #[cfg(feature = "async")]
-    Async(tokio_postgres::Client, tokio::runtime::Handle),
+    Async(asynchronous::AsyncSession),
+}
+
+/// A `postgres` client that may be used, and dropped, anywhere: the client blocks on a
+/// runtime of its own (also to close its session when dropped), which tokio refuses to start
+/// on a thread that drives a runtime (it panics). There, the drop happens on another thread.
+struct SyncClient(Option<postgres::Client>);
+
+impl std::ops::Deref for SyncClient {
+    type Target = postgres::Client;
+
+    fn deref(&self) -> &postgres::Client {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for SyncClient {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for SyncClient {
+    fn drop(&mut self) {
+        let mut client = self.0.take();
+        if client.is_none() {
+            return;
+        }
+        if let Err(e) = off_runtime(|| drop(client.take())) {
+            // Dropping it here would panic: leave its socket open until the process ends.
+            tracing::error!(
+                target: LOG_TARGET,
+                "cannot close a PostgreSQL session: no thread to close it on: {e}"
+            );
+            std::mem::forget(client.take());
+        }
+    }
+}
+
+/// Runs `op` at once, or, on a thread that drives a tokio runtime (where the `postgres`
+/// client cannot block), on a thread of its own, waiting for it. An error when that thread
+/// cannot be started (`op` was not run then); a panic in `op` goes on in the caller.
+fn off_runtime<T: Send>(op: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(op());
+    }
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("lockutils-pg".to_owned())
+            .spawn_scoped(scope, op)?;
+        match thread.join() {
+            Ok(value) => Ok(value),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 /// What the backend keeps in a name's [`ExternalCache`].
@@ -450,9 +545,27 @@ fn db_error(e: &postgres::Error) -> Option<&DbError> {
 }
 
 impl Inner {
-    fn connect(&self, name: &str) -> Result<postgres::Client, Error> {
-        self.config
-            .connect(NoTls)
+    /// A new session; connecting takes at most until `deadline` (if any), or the configured
+    /// connect timeout if that comes first.
+    fn connect(&self, name: &str, deadline: Option<Instant>) -> Result<SyncClient, Error> {
+        let connected = match deadline {
+            None => self.config.connect(NoTls),
+            Some(deadline) => {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                let configured = self.config.get_connect_timeout().copied();
+                if configured.is_some_and(|configured| configured <= left) {
+                    self.config.connect(NoTls)
+                } else {
+                    let mut config = self.config.clone();
+                    config.connect_timeout(left);
+                    config.connect(NoTls)
+                }
+            }
+        };
+        connected
+            .map(|client| SyncClient(Some(client)))
             .map_err(|e| self.connect_error(name, &e))
     }
 
@@ -486,8 +599,28 @@ impl Inner {
         Error::backend(name, self.target.clone(), reason)
     }
 
-    /// An idle connection, or a new one; `true` if it came from the pool.
-    fn checkout(&self, name: &str) -> Result<(postgres::Client, bool), Error> {
+    fn thread_error(&self, name: &str, e: &std::io::Error) -> Error {
+        Error::backend(
+            name,
+            self.target.clone(),
+            format!("cannot start a thread for the PostgreSQL client: {e}"),
+        )
+    }
+
+    fn unanswered(&self, name: &str) -> Error {
+        Error::backend(
+            name,
+            self.target.clone(),
+            format!(
+                "the server did not answer within {IS_HELD_TIMEOUT:?}: cannot tell whether the \
+                 lock is still held (act as if it was lost)"
+            ),
+        )
+    }
+
+    /// An idle connection, or a new one (see [`connect`](Self::connect)); `true` if it came
+    /// from the pool.
+    fn checkout(&self, name: &str, deadline: Option<Instant>) -> Result<(SyncClient, bool), Error> {
         loop {
             let Some(client) = self.idle.lock().pop() else {
                 break;
@@ -496,10 +629,10 @@ impl Inner {
                 return Ok((client, true));
             }
         }
-        Ok((self.connect(name)?, false))
+        Ok((self.connect(name, deadline)?, false))
     }
 
-    fn checkin(&self, client: postgres::Client) {
+    fn checkin(&self, client: SyncClient) {
         if client.is_closed() {
             return;
         }
@@ -511,15 +644,21 @@ impl Inner {
 
     /// Takes the lock `key` on a session of its own.
     fn take(&self, name: &str, key: i64, mode: Mode, wait: Wait) -> Result<Held, Error> {
-        let (mut client, mut pooled) = self.checkout(name)?;
+        off_runtime(|| self.take_here(name, key, mode, wait))
+            .map_err(|e| self.thread_error(name, &e))?
+    }
+
+    fn take_here(&self, name: &str, key: i64, mode: Mode, wait: Wait) -> Result<Held, Error> {
+        let deadline = deadline_of(wait);
+        let (mut client, mut pooled) = self.checkout(name, deadline)?;
         loop {
-            match lock_on(&mut client, key, mode, wait) {
+            match lock_on(&mut client, key, mode, left(wait, deadline)) {
                 Ok(Some(token)) => {
                     return Ok(Held {
                         key,
                         mode,
                         token,
-                        conn: Conn::Sync(Mutex::new(client)),
+                        conn: Conn::Sync(Arc::new(Mutex::new(client))),
                     });
                 }
                 Ok(None) => {
@@ -528,7 +667,7 @@ impl Inner {
                 }
                 // A pooled session may have died while idle (a server restart): once, a new one.
                 Err(e) if pooled && session_gone(&e) => {
-                    client = self.connect(name)?;
+                    client = self.connect(name, deadline)?;
                     pooled = false;
                 }
                 Err(e) => return Err(self.query_error(name, "take the lock", &e)),
@@ -541,47 +680,43 @@ impl Inner {
         let sql = unlock_sql(held.key, held.mode);
         match held.conn {
             Conn::Sync(client) => {
-                let mut client = client.into_inner();
-                match client.simple_query(&sql) {
-                    Ok(messages) if last_value(&messages) == Some("t") => {
-                        self.checkin(client);
-                        Ok(())
-                    }
-                    Ok(_) => Err(self.lost(name)),
-                    Err(e) => Err(Error::backend(
-                        name,
-                        self.target.clone(),
-                        format!(
-                            "the session holding the lock failed before the release, which may \
-                             have lost the lock earlier: {}",
-                            explain(&e)
-                        ),
-                    )),
-                }
+                let mut client = Some(client);
+                off_runtime(|| self.release_sync(name, client.take(), &sql))
+                    .map_err(|e| self.thread_error(name, &e))?
             }
             #[cfg(feature = "async")]
-            Conn::Async(client, runtime) => {
-                let inner = Arc::clone(self);
-                let name = name.to_owned();
-                runtime.spawn(async move {
-                    match client.simple_query(&sql).await {
-                        Ok(messages) if last_value(&messages) == Some("t") => {
-                            inner.checkin_async(client);
-                        }
-                        Ok(_) => {
-                            tracing::warn!(target: LOG_TARGET, lock = name, "{}", inner.lost(&name))
-                        }
-                        Err(e) => tracing::warn!(
-                            target: LOG_TARGET,
-                            lock = name,
-                            "lock {name} ({}): the release failed: {}",
-                            inner.target,
-                            explain(&e)
-                        ),
-                    }
-                });
+            Conn::Async(session) => self.release_async(name, session, sql),
+        }
+    }
+
+    fn release_sync(
+        &self,
+        name: &str,
+        client: Option<Arc<Mutex<SyncClient>>>,
+        sql: &str,
+    ) -> Result<(), Error> {
+        let Some(client) = client else {
+            return Ok(());
+        };
+        // Waits for a check still running on the session (see `is_held`), if any.
+        let outcome = client.lock().simple_query(sql);
+        match outcome {
+            Ok(messages) if last_value(&messages) == Some("t") => {
+                if let Ok(client) = Arc::try_unwrap(client) {
+                    self.checkin(client.into_inner());
+                }
                 Ok(())
             }
+            Ok(_) => Err(self.lost(name)),
+            Err(e) => Err(Error::backend(
+                name,
+                self.target.clone(),
+                format!(
+                    "the session holding the lock failed before the release, which may \
+                     have lost the lock earlier: {}",
+                    explain(&e)
+                ),
+            )),
         }
     }
 
@@ -593,41 +728,59 @@ impl Inner {
         )
     }
 
-    /// Whether the session of `held` still holds it.
+    /// Whether the session of `held` still holds it, asking the server; at most
+    /// [`IS_HELD_TIMEOUT`].
     fn is_held(&self, name: &str, held: &Held) -> Result<bool, Error> {
         let sql = held_sql(held.key, held.mode);
         match &held.conn {
             Conn::Sync(client) => {
-                let mut client = client.lock();
-                if client.is_closed() {
-                    return Ok(false);
-                }
-                if let Err(e) = client.is_valid(IS_HELD_TIMEOUT) {
-                    return if e.is_closed() || db_error(&e).is_some() {
-                        Ok(false)
-                    } else {
-                        Err(Error::backend(
-                            name,
-                            self.target.clone(),
-                            format!(
-                                "cannot tell whether the lock is still held (act as if it was \
-                                 lost): {}",
-                                explain(&e)
-                            ),
-                        ))
-                    };
-                }
-                match client.simple_query(&sql) {
-                    Ok(messages) => Ok(last_value(&messages) == Some("t")),
-                    Err(e) if e.is_closed() || db_error(&e).is_some() => Ok(false),
-                    Err(e) => Err(self.query_error(name, "check the lock", &e)),
+                // On a thread of its own, so that a server that stopped answering cannot keep
+                // the caller past the bound (the thread ends when the connection gives up).
+                let client = Arc::clone(client);
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                std::thread::Builder::new()
+                    .name("lockutils-pg-check".to_owned())
+                    .spawn(move || {
+                        let mut client = client.lock();
+                        let outcome = if client.is_closed() {
+                            Ok(None)
+                        } else {
+                            client
+                                .simple_query(&sql)
+                                .map(|messages| Some(last_value(&messages) == Some("t")))
+                        };
+                        let _ = tx.send(outcome);
+                    })
+                    .map_err(|e| self.thread_error(name, &e))?;
+                match rx.recv_timeout(IS_HELD_TIMEOUT) {
+                    Ok(Ok(None)) => Ok(false),
+                    Ok(Ok(Some(held))) => Ok(held),
+                    Ok(Err(e)) if e.is_closed() || db_error(&e).is_some() => Ok(false),
+                    Ok(Err(e)) => Err(self.query_error(name, "check the lock", &e)),
+                    Err(_) => Err(self.unanswered(name)),
                 }
             }
-            // Without blocking the task: a session whose connection ended is gone. See
-            // `PgGuard::is_held_async` for the server's word.
             #[cfg(feature = "async")]
-            Conn::Async(client, _) => Ok(!client.is_closed()),
+            Conn::Async(session) => self.is_held_blocking(name, session, sql),
         }
+    }
+}
+
+/// When a wait of `wait` ends, if it is timed.
+fn deadline_of(wait: Wait) -> Option<Instant> {
+    match wait {
+        Wait::For(timeout) => Instant::now().checked_add(timeout),
+        Wait::Never | Wait::Forever => None,
+    }
+}
+
+/// What is left of `wait` at this moment, given its `deadline`.
+fn left(wait: Wait, deadline: Option<Instant>) -> Wait {
+    match (wait, deadline) {
+        (Wait::For(_), Some(deadline)) => {
+            Wait::For(deadline.saturating_duration_since(Instant::now()))
+        }
+        _ => wait,
     }
 }
 
@@ -673,13 +826,13 @@ impl ExternalBackend for PgBackend {
         target: ExternalTarget<'a>,
         cache: &'a Mutex<ExternalCache>,
         wait: Wait,
-        _deadline: Option<std::time::Instant>,
+        deadline: Option<Instant>,
     ) -> AcquireFuture<'a> {
         Box::pin(async move {
             let (_, key) = key_of(target.name, target.prefix)?;
             let held = self
                 .inner
-                .take_async(target.name, key, Mode::Exclusive, wait)
+                .take_async(target.name, key, Mode::Exclusive, wait, deadline)
                 .await?;
             cache.lock().get_or_insert_with(Slot::default).held = Some(held);
             Ok(())
@@ -780,7 +933,8 @@ impl PgLock {
 }
 
 /// A held [`PgLock`]; released when dropped (a failed release is logged), or with
-/// [`release`](Self::release) to see the outcome.
+/// [`release`](Self::release) to see the outcome. Either waits for the server to confirm
+/// the release (for a guard of an awaited acquire, at most [`RELEASE_TIMEOUT`]).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct PgGuard<'a> {
     lock: &'a PgLock,
@@ -896,6 +1050,39 @@ mod tests {
         );
         assert!(lock_sql(5, Mode::Shared, Wait::Never).contains("pg_try_advisory_lock_shared(5)"));
         assert!(lock_sql(-5, Mode::Exclusive, Wait::Forever).contains("pg_advisory_lock(-5)"));
+    }
+
+    #[test]
+    fn timed_waits_shrink_to_what_is_left_of_them() {
+        assert_eq!(deadline_of(Wait::Never), None);
+        assert_eq!(deadline_of(Wait::Forever), None);
+        assert_eq!(deadline_of(Wait::For(Duration::MAX)), None);
+        assert_eq!(left(Wait::Forever, None), Wait::Forever);
+        let deadline = deadline_of(Wait::For(Duration::from_secs(60))).unwrap();
+        match left(Wait::For(Duration::from_secs(60)), Some(deadline)) {
+            Wait::For(rest) => assert!(rest <= Duration::from_secs(60) && !rest.is_zero()),
+            other => panic!("{other:?}"),
+        }
+        // Past the deadline: one try, no wait.
+        let past = Instant::now().checked_sub(Duration::from_secs(1)).unwrap();
+        let rest = left(Wait::For(Duration::from_secs(1)), Some(past));
+        assert_eq!(rest, Wait::For(Duration::ZERO));
+        assert_eq!(wait_millis(rest), None);
+    }
+
+    #[test]
+    fn blocking_work_leaves_a_runtime_thread_and_stays_otherwise() {
+        let here = std::thread::current().id();
+        assert_eq!(off_runtime(|| std::thread::current().id()).unwrap(), here);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let there = runtime.block_on(async { off_runtime(|| std::thread::current().id()) });
+        assert_ne!(there.unwrap(), here);
+        let panicked = std::panic::catch_unwind(|| {
+            runtime.block_on(async { off_runtime(|| panic!("in the op")) })
+        });
+        assert!(panicked.is_err());
     }
 
     #[test]

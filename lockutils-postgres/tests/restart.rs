@@ -31,6 +31,17 @@ fn a_server_restart_while_held_is_reported_as_lost_and_locking_recovers() {
     assert!(own_guard.is_held().unwrap());
     // An idle pooled session dies with the restart too.
     drop(db.lock(&unique("pooled"), None).unwrap().write().unwrap());
+    #[cfg(feature = "async")]
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    #[cfg(feature = "async")]
+    let awaited = db.lock(&unique("restart-awaited"), None).unwrap();
+    #[cfg(feature = "async")]
+    let awaited_guard = runtime.block_on(awaited.write_async()).unwrap();
+    #[cfg(feature = "async")]
+    assert!(awaited_guard.is_held().unwrap());
 
     restart_server();
 
@@ -42,6 +53,20 @@ fn a_server_restart_while_held_is_reported_as_lost_and_locking_recovers() {
     // Releasing a lost lock reports it (the guard of `lock()` logs it).
     let err = own_guard.release().unwrap_err();
     assert!(err.to_string().contains("may have lost the lock"), "{err}");
+    #[cfg(feature = "async")]
+    {
+        assert!(!awaited_guard.is_held().unwrap_or(false));
+        assert!(
+            !runtime
+                .block_on(awaited_guard.is_held_async())
+                .unwrap_or(false)
+        );
+        let err = awaited_guard.release().unwrap_err();
+        assert!(err.to_string().contains("may have lost the lock"), "{err}");
+        // An awaited acquisition recovers too.
+        let again = runtime.block_on(awaited.write_async()).unwrap();
+        assert!(again.is_held().unwrap());
+    }
     drop(guard);
 
     // New acquisitions work (dead pooled sessions are replaced), with greater tokens.
