@@ -4,6 +4,11 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// Only its look at the kernel's queue of blocked waiters is used here.
+#[allow(dead_code)]
+#[path = "../../tests/common/child.rs"]
+mod child;
+
 const LOCKUTILS: &str = env!("CARGO_BIN_EXE_lockutils");
 const WRAPPER: &str = env!("CARGO_BIN_EXE_lockutils-wrapper");
 
@@ -319,6 +324,7 @@ fn clean_removes_free_lock_files_and_leaves_held_ones() {
         .args(["run", "busy", "--lock-path", dir, "--", "true"])
         .spawn()
         .unwrap();
+    child::wait_for_blocked_waiters(&d.path().join("busy"), 1);
     let out = Command::new(LOCKUTILS)
         .args(["clean", "--lock-path", dir, "--dry-run"])
         .output()
