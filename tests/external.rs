@@ -41,6 +41,21 @@ fn play(role: &str, args: &[String]) -> i32 {
             wait_for_stdin_close();
             0
         }
+        "hold-unlink" => {
+            // What a remover does: delete the file while holding its lock, then let go.
+            let guard = lock(arg(0))
+                .external(true)
+                .lock_path(arg(1))
+                .acquire()
+                .unwrap();
+            println!("held");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            std::fs::remove_file(Path::new(arg(1)).join(arg(0))).unwrap();
+            println!("unlinked");
+            drop(guard);
+            0
+        }
         "try" => match lock(arg(0))
             .external(true)
             .lock_path(arg(1))
@@ -576,6 +591,37 @@ fn deleting_the_lock_file_never_lets_two_holders_in() {
         assert_eq!(waiter.code(), 0);
         removed_rx.recv().unwrap();
         remover.join().unwrap();
+    }
+}
+
+#[test]
+fn a_waiter_woken_on_a_deleted_lock_file_moves_to_the_new_one() {
+    for round in 0..3 {
+        let d = dir();
+        let dir_arg = path_str(d.path());
+        let name = format!("unlinked-{round}");
+        let file = d.path().join(&name);
+        let mut remover = spawn("hold-unlink", &[&name, dir_arg]);
+        remover.expect("held");
+        let mut waiter = spawn("wait-hold", &[&name, dir_arg]);
+        waiter.expect("busy");
+        wait_for_blocked_waiters(&file, 1);
+        // The holder deletes the file, then lets go: the waiter, queued on the old file, wakes
+        // holding a file that no longer has a name, and must move to the path's new file.
+        remover.send("unlink");
+        remover.expect("unlinked");
+        assert_eq!(remover.code(), 0);
+        waiter.expect("acquired");
+        assert!(
+            file.exists(),
+            "round {round}: the waiter made a new lock file"
+        );
+        assert_eq!(
+            spawn("try", &[&name, dir_arg]).code(),
+            1,
+            "round {round}: two holders"
+        );
+        assert_eq!(waiter.code(), 0);
     }
 }
 
