@@ -212,11 +212,18 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
     };
     let lock_path = options.lock_path.as_deref();
     let file = lockutils::lock_file_path(&options.name, options.prefix.as_deref(), lock_path);
-    let shown = file
-        .as_ref()
-        .map_or_else(|_| "?".to_owned(), |f| f.display().to_string());
+    // A backend URL (LOCKUTILS_BACKEND_URL) moves external locks off lock files.
+    let url = backend_url();
+    let shown = match &url {
+        Some(url) => format!("on {}", lockutils::redact_url(url)),
+        None => format!(
+            "file {}",
+            file.as_ref()
+                .map_or_else(|_| "?".to_owned(), |f| f.display().to_string())
+        ),
+    };
     let failed = |e: lockutils::Error| {
-        eprintln!("{PROGRAM}: lock {} (file {shown}): {e}", options.name);
+        eprintln!("{PROGRAM}: lock {} ({shown}): {e}", options.name);
         if e.is_acquire_failed() {
             EXIT_LOCK_FAILED
         } else {
@@ -226,6 +233,10 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
     let mut child = Command::new(cmd);
     child.args(args);
     if options.shared {
+        if let Some(url) = &url {
+            return shared_on_server(options, url, || run_command(PROGRAM, child))
+                .unwrap_or_else(failed);
+        }
         let path = match file {
             Ok(path) => path,
             Err(e) => return failed(e),
@@ -258,6 +269,38 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
         Ok(_guard) => run_command(PROGRAM, child),
         Err(e) => failed(e),
     }
+}
+
+/// The backend URL in force, unless it names lock files (`file://`).
+fn backend_url() -> Option<String> {
+    lockutils::current_config()
+        .backend_url
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty() && !url.to_ascii_lowercase().starts_with("file://"))
+}
+
+/// Runs `body` holding the shared side of `options.name` on the PostgreSQL server of `url`,
+/// taken as `--nonblocking` and `--timeout` ask.
+fn shared_on_server(
+    options: &RunOptions,
+    url: &str,
+    body: impl FnOnce() -> i32,
+) -> Result<i32, lockutils::Error> {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+        return Err(lockutils::Error::backend(
+            &options.name,
+            lockutils::redact_url(url),
+            "--shared needs lock files or a postgres:// backend URL",
+        ));
+    }
+    let lock = lockutils_postgres::backend(url)?.lock(&options.name, options.prefix.as_deref())?;
+    let _guard = match (options.nonblocking, options.timeout) {
+        (true, _) => lock.try_read(),
+        (false, Some(timeout)) => lock.try_read_for(timeout),
+        (false, None) => lock.read(),
+    }?;
+    Ok(body())
 }
 
 /// A lock file as `lockutils list` reports it.

@@ -28,7 +28,8 @@ enum Commands {
     Run {
         /// The lock name.
         name: String,
-        /// Also take the inter-process lock file.
+        /// Also take the inter-process lock: a lock file, or on the server that
+        /// LOCKUTILS_BACKEND_URL names (postgres://...).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
         external: bool,
         /// Lock file prefix (the file is PREFIX-NAME).
@@ -37,7 +38,8 @@ enum Commands {
         /// Lock directory (default: $OSLO_LOCK_PATH).
         #[arg(long, value_name = "DIR")]
         lock_path: Option<PathBuf>,
-        /// Take the shared (reader) side of the inter-process reader/writer lock.
+        /// Take the shared (reader) side of the inter-process reader/writer lock (a lock file,
+        /// or a shared advisory lock on the LOCKUTILS_BACKEND_URL server).
         #[arg(long)]
         shared: bool,
         /// Fail at once (exit 75) if the lock is held.
@@ -102,6 +104,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() {
+    // postgres:// backend URLs (LOCKUTILS_BACKEND_URL) take external locks across hosts.
+    lockutils_postgres::install();
     let cli = Cli::parse();
     let code = match cli.command {
         Commands::Run {

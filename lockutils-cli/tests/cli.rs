@@ -389,3 +389,74 @@ fn list_and_clean_skip_names_that_are_not_lock_names() {
         "no look-alike file was created"
     );
 }
+
+/// The test server's URL (`scripts/postgres` sets it), or `None`: the test then skips, unless
+/// PostgreSQL tests are required.
+fn pg_url() -> Option<String> {
+    match std::env::var("LOCKUTILS_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("LOCKUTILS_REQUIRE_PG").is_none(),
+                "LOCKUTILS_REQUIRE_PG is set but LOCKUTILS_TEST_PG_URL is not"
+            );
+            eprintln!("skipped: no PostgreSQL server (run under scripts/postgres)");
+            None
+        }
+    }
+}
+
+#[test]
+fn run_takes_its_lock_on_the_server_a_backend_url_names() {
+    let Some(url) = pg_url() else { return };
+    let db = lockutils_postgres::backend(&url).unwrap();
+    let name = format!("cli-pg-{}", std::process::id());
+    let lock = db.lock(&name, None).unwrap();
+    let run = |extra: &[&str], command: &[&str]| {
+        let mut cmd = Command::new(LOCKUTILS);
+        cmd.env("LOCKUTILS_BACKEND_URL", &url)
+            .args(["run", &name])
+            .args(extra)
+            .arg("--")
+            .args(command);
+        cmd
+    };
+    let status = |extra: &[&str]| run(extra, &["true"]).output().unwrap();
+
+    // The command runs holding the lock on the server.
+    let mut holding = run(&[], &["sh", "-c", "echo held; read line || true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holding.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "held");
+    let err = lock.try_write().unwrap_err();
+    assert!(err.is_acquire_failed(), "{err}");
+    release(holding);
+    drop(lock.try_write().expect("released with the command"));
+
+    // Held elsewhere: a run fails at once, saying where the lock is, without the password.
+    let writer = lock.write().unwrap();
+    let out = status(&["--nonblocking"]);
+    assert_eq!(out.status.code(), Some(lockutils_cli::EXIT_LOCK_FAILED));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("on postgres://lockutils:***@") && !stderr.contains("lockutils-test"),
+        "{stderr}"
+    );
+    let out = status(&["--nonblocking", "--shared"]);
+    assert_eq!(out.status.code(), Some(lockutils_cli::EXIT_LOCK_FAILED));
+    drop(writer);
+
+    // Held shared elsewhere: --shared shares it; an exclusive run does not.
+    let reader = lock.read().unwrap();
+    assert_eq!(
+        status(&["--nonblocking", "--shared"]).status.code(),
+        Some(0)
+    );
+    let out = status(&["--nonblocking"]);
+    assert_eq!(out.status.code(), Some(lockutils_cli::EXIT_LOCK_FAILED));
+    drop(reader);
+    assert_eq!(status(&["--nonblocking"]).status.code(), Some(0));
+}
