@@ -27,27 +27,35 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+/// Starts `sleep 120` and prints its PID: a process that outlives the child on purpose (the
+/// test kills it, and init reaps it).
+fn spawn_grandchild() {
+    #[allow(clippy::zombie_processes)]
+    let grandchild = std::process::Command::new("sleep")
+        .arg("120")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    println!("grandchild {}", grandchild.id());
+}
+
 /// The roles child processes play.
 fn play(role: &str, args: &[String]) -> i32 {
     let arg = |i: usize| args[i].as_str();
+    // The external lock of arg(0) in the directory arg(1), as most roles take it.
+    let ext = || lock(arg(0)).external(true).lock_path(arg(1));
+    let hold = || ext().acquire().unwrap();
     match role {
         "hold" => {
-            let _g = lock(arg(0))
-                .external(true)
-                .lock_path(arg(1))
-                .acquire()
-                .unwrap();
+            let _g = hold();
             println!("held");
             wait_for_stdin_close();
             0
         }
         "hold-unlink" => {
             // What a remover does: delete the file while holding its lock, then let go.
-            let guard = lock(arg(0))
-                .external(true)
-                .lock_path(arg(1))
-                .acquire()
-                .unwrap();
+            let guard = hold();
             println!("held");
             let mut line = String::new();
             std::io::stdin().read_line(&mut line).unwrap();
@@ -56,12 +64,7 @@ fn play(role: &str, args: &[String]) -> i32 {
             drop(guard);
             0
         }
-        "try" => match lock(arg(0))
-            .external(true)
-            .lock_path(arg(1))
-            .blocking(false)
-            .acquire()
-        {
+        "try" => match ext().blocking(false).acquire() {
             Ok(_) => 0,
             Err(e) if e.is_acquire_failed() => 1,
             Err(e) => {
@@ -70,12 +73,11 @@ fn play(role: &str, args: &[String]) -> i32 {
             }
         },
         "wait-hold" => {
-            let build = || lock(arg(0)).external(true).lock_path(arg(1));
-            match build().blocking(false).acquire() {
+            match ext().blocking(false).acquire() {
                 Ok(_) => println!("free"),
                 Err(_) => println!("busy"),
             }
-            let _g = build().acquire().unwrap();
+            let _g = hold();
             println!("acquired");
             wait_for_stdin_close();
             0
@@ -90,11 +92,7 @@ fn play(role: &str, args: &[String]) -> i32 {
                 for _ in 0..threads {
                     s.spawn(|| {
                         for _ in 0..iters {
-                            let _g = lock(arg(0))
-                                .external(true)
-                                .lock_path(arg(1))
-                                .acquire()
-                                .unwrap();
+                            let _g = hold();
                             increment_counter(&counter);
                         }
                     });
@@ -103,20 +101,8 @@ fn play(role: &str, args: &[String]) -> i32 {
             0
         }
         "spawn-while-held" => {
-            let g = lock(arg(0))
-                .external(true)
-                .lock_path(arg(1))
-                .acquire()
-                .unwrap();
-            // Outlives this child on purpose; the test kills it, and init reaps it.
-            #[allow(clippy::zombie_processes)]
-            let grandchild = std::process::Command::new("sleep")
-                .arg("120")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            println!("grandchild {}", grandchild.id());
+            let g = hold();
+            spawn_grandchild();
             drop(g);
             println!("released");
             wait_for_stdin_close();
@@ -163,19 +149,8 @@ fn play(role: &str, args: &[String]) -> i32 {
             }
         },
         "spawn-and-exit-holding" => {
-            let g = lock(arg(0))
-                .external(true)
-                .lock_path(arg(1))
-                .acquire()
-                .unwrap();
-            #[allow(clippy::zombie_processes)]
-            let grandchild = std::process::Command::new("sleep")
-                .arg("120")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            println!("grandchild {}", grandchild.id());
+            let g = hold();
+            spawn_grandchild();
             // Exit holding the lock: only closing every descriptor of it frees it now.
             std::mem::forget(g);
             0
