@@ -62,6 +62,12 @@ impl ExternalCache {
             .expect("state of type T was just ensured")
     }
 
+    /// Counts one more guard level holding the external lock through `backend`.
+    pub(crate) fn enter(&mut self, backend: &'static dyn ExternalBackend) {
+        self.depth += 1;
+        self.holder = Some(backend);
+    }
+
     /// Drops whatever state is kept.
     pub fn clear(&mut self) {
         self.state = None;

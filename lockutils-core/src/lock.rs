@@ -258,6 +258,21 @@ impl<'a> LockBuilder<'a> {
         self.acquire_slow(None)
     }
 
+    /// The external lock this builder names, and the backend that takes it.
+    fn external_lock(&self) -> Result<(ExternalTarget<'_>, &'static dyn ExternalBackend), Error> {
+        let target = ExternalTarget {
+            name: self.name,
+            prefix: self.prefix,
+            lock_path: self.lock_path,
+            delay: self.delay,
+        };
+        let backend = match self.backend {
+            Some(backend) => backend,
+            None => external_backend(self.name)?,
+        };
+        Ok((target, backend))
+    }
+
     /// [`acquire`](Self::acquire) after its fast path: `global` is the global semaphore of
     /// the name when the fast path found it taken.
     #[inline(never)]
@@ -295,16 +310,7 @@ impl<'a> LockBuilder<'a> {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
         }
         if self.external && !process_locking_disabled() {
-            let target = ExternalTarget {
-                name,
-                prefix: self.prefix,
-                lock_path: self.lock_path,
-                delay: self.delay,
-            };
-            let backend = match self.backend {
-                Some(backend) => backend,
-                None => external_backend(name)?,
-            };
+            let (target, backend) = self.external_lock()?;
             {
                 let mut cache = guard.held.external().lock();
                 if cache.depth == 0 {
@@ -325,16 +331,11 @@ impl<'a> LockBuilder<'a> {
                                  one name cannot guard two external locks at once",
                     });
                 }
-                cache.depth += 1;
-                cache.holder = Some(backend);
+                cache.enter(backend);
             }
             guard.external = Some(backend);
-            if self.do_log {
-                tracing::debug!(
-                    target: LOG_TARGET,
-                    lock = name,
-                    "Acquired external semaphore \"{name}\""
-                );
+            if self.do_log && debug_enabled() {
+                log_line(name, LogLine::AcquiredExternal);
             }
         }
         Ok(guard)
@@ -420,16 +421,7 @@ impl LockBuilder<'_> {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
         }
         if self.external && !process_locking_disabled() {
-            let target = ExternalTarget {
-                name,
-                prefix: self.prefix,
-                lock_path: self.lock_path,
-                delay: self.delay,
-            };
-            let backend = match self.backend {
-                Some(backend) => backend,
-                None => external_backend(name)?,
-            };
+            let (target, backend) = self.external_lock()?;
             // On failure the guard, still without the external lock, releases the in-process
             // lock.
             backend
@@ -441,18 +433,10 @@ impl LockBuilder<'_> {
                 )
                 .await
                 .map_err(|e| e.with_waited(wait))?;
-            {
-                let mut cache = guard.held.external().lock();
-                cache.depth += 1;
-                cache.holder = Some(backend);
-            }
+            guard.held.external().lock().enter(backend);
             guard.external = Some(backend);
-            if self.do_log {
-                tracing::debug!(
-                    target: LOG_TARGET,
-                    lock = name,
-                    "Acquired external semaphore \"{name}\""
-                );
+            if self.do_log && debug_enabled() {
+                log_line(name, LogLine::AcquiredExternal);
             }
         }
         Ok(guard)
@@ -583,11 +567,12 @@ fn debug_enabled() -> bool {
     tracing::level_enabled!(tracing::Level::DEBUG)
 }
 
-/// oslo's log lines of the fast paths: acquiring and releasing an in-process lock.
+/// oslo's log lines of `lock()`, formatted out of line.
 #[derive(Clone, Copy)]
 enum LogLine {
     Acquiring,
     Acquired,
+    AcquiredExternal,
     Releasing,
 }
 
@@ -600,6 +585,9 @@ fn log_line(name: &str, line: LogLine) {
         }
         LogLine::Acquired => {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"")
+        }
+        LogLine::AcquiredExternal => {
+            tracing::debug!(target: LOG_TARGET, lock = name, "Acquired external semaphore \"{name}\"")
         }
         LogLine::Releasing => {
             tracing::debug!(target: LOG_TARGET, lock = name, "Releasing lock \"{name}\"")
