@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use lockutils::{Error, Wait, lock, synchronized};
 use lockutils_postgres::{Mode, PgBackend};
-use support::{db, unique, waiting};
+use support::{db, unique, wait_until, waiting};
 
-/// `waiting` runs blocking queries (the sync client): off the executor.
-async fn queued(key: i64) -> usize {
+/// Returns once `n` sessions wait on the server for `key` (see `support::wait_until`); the
+/// queries are blocking ones (the sync client), so they run off the executor.
+async fn until_queued(key: i64, n: usize, what: &'static str) {
     let db = db().unwrap();
-    tokio::task::spawn_blocking(move || waiting(db, key))
+    tokio::task::spawn_blocking(move || wait_until(what, || waiting(db, key) == n))
         .await
         .unwrap()
 }
@@ -39,14 +40,7 @@ async fn an_awaited_lock_waits_on_the_server_and_gets_it_on_release() {
         guard.fencing_token().unwrap()
     });
     let key = other.key();
-    let started = std::time::Instant::now();
-    while queued(key).await != 1 {
-        assert!(
-            started.elapsed() < support::child::PATIENCE,
-            "the waiter never queued"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until_queued(key, 1, "the waiter never queued").await;
     assert!(!waiter.is_finished());
     drop(held);
     let token = waiter.await.unwrap();
@@ -101,24 +95,10 @@ async fn awaited_tries_and_timeouts_fail_and_cancelled_waits_leave_the_queue() {
             .await
             .map(drop)
     });
-    let started = std::time::Instant::now();
-    while queued(key).await != 1 {
-        assert!(
-            started.elapsed() < support::child::PATIENCE,
-            "the waiter never queued"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until_queued(key, 1, "the waiter never queued").await;
     waiter.abort();
     assert!(waiter.await.unwrap_err().is_cancelled());
-    let started = std::time::Instant::now();
-    while queued(key).await != 0 {
-        assert!(
-            started.elapsed() < support::child::PATIENCE,
-            "the cancelled wait stayed queued"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until_queued(key, 0, "the cancelled wait stayed queued").await;
     // The shared side waits for the writer too, and gets in after it.
     drop(held);
     let reader = other.read_async().await.unwrap();

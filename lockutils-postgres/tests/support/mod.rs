@@ -56,7 +56,8 @@ pub fn waiting(db: &PgBackend, key: i64) -> usize {
 }
 
 /// Polls (bounded by `child::PATIENCE`) until `cond` holds: how tests learn that a waiter is
-/// queued on the server, never by sleeping.
+/// queued on the server. The short pause between polls only spares the server; the state
+/// polled for, not the pause, orders the test.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let started = Instant::now();
     while !cond() {
