@@ -123,7 +123,15 @@ pub use lockutils_core::{
     internal_fair_lock, internal_lock, lock, lock_file_path, lock_with_prefix, parse_duration,
     remove_external_lock_file, remove_external_lock_file_with_prefix, set_defaults,
 };
+pub use lockutils_core::{DEFAULT_DIRECTORY_MODE, lock_directory_mode, set_lock_directory_mode};
 pub use lockutils_macros::{synchronized, synchronized_with_prefix};
+
+/// A lock directory as a whole: listing its lock files and removing unused ones safely
+/// (Linux; what `lockutils list` and `lockutils clean` use).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod lock_dir {
+    pub use lockutils_core::lock_dir::*;
+}
 
 /// Support for the code the macros generate. Not a public API.
 #[doc(hidden)]

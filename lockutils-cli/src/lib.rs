@@ -7,6 +7,14 @@
 //!   when it cannot be run;
 //! - [`EXIT_LOCK_FAILED`] (75, `EX_TEMPFAIL`) when `lockutils run` did not get its lock;
 //! - [`EXIT_ERROR`] (1) for any other error (one line on stderr).
+//!
+//! # `lockutils run` and the death of `lockutils`
+//! The lock must outlive no one and be outlived by no one. On lock files, the command
+//! inherits the lock's descriptor (as `flock(1)` does): if `lockutils run` is killed, even
+//! with SIGKILL, the command keeps holding the lock until it exits, and so does anything it
+//! started that kept the descriptor open. A lock held on a server lives in `lockutils`'s own
+//! session and cannot be shared: there the kernel kills the command (SIGKILL, through
+//! `PR_SET_PDEATHSIG`) when `lockutils run` dies, so no command runs on without its lock.
 
 #![warn(missing_docs)]
 
@@ -40,7 +48,9 @@ const FORWARDED: [libc::c_int; 7] = [
 ];
 
 /// oslo's `lockutils-wrapper`: runs `command` with `OSLO_LOCK_PATH` set to a new private
-/// directory (mode 0700), removes the directory afterwards, and returns the exit status.
+/// directory (mode 0700), removes the directory afterwards, and returns the command's exit
+/// status. If the directory cannot be removed, that is reported on stderr, and the status is
+/// [`EXIT_ERROR`] when the command succeeded (a failed command's own status is kept).
 pub fn wrapper(program: &str, command: &[OsString]) -> i32 {
     let Some((cmd, args)) = command.split_first() else {
         eprintln!("usage: {program} COMMAND [ARGS...]");
@@ -56,10 +66,14 @@ pub fn wrapper(program: &str, command: &[OsString]) -> i32 {
     let mut child = Command::new(cmd);
     child.args(args).env(lockutils::LOCK_PATH_ENV, &dir);
     let code = run_command(program, child);
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        eprintln!("{program}: cannot remove {}: {e}", dir.display());
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!("{program}: cannot remove {}: {e}", dir.display());
+            // The command's own failure says more than ours; its success must not hide ours.
+            if code == 0 { EXIT_ERROR } else { code }
+        }
     }
-    code
 }
 
 /// A new directory only this user can use, in the system's temporary directory.
@@ -234,8 +248,11 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
     child.args(args);
     if options.shared {
         if let Some(url) = &url {
-            return shared_on_server(options, url, || run_command(PROGRAM, child))
-                .unwrap_or_else(failed);
+            return shared_on_server(options, url, || {
+                die_with_parent(&mut child);
+                run_command(PROGRAM, child)
+            })
+            .unwrap_or_else(failed);
         }
         let path = match file {
             Ok(path) => path,
@@ -248,7 +265,10 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
             (false, None) => rw.read(),
         };
         return match guard {
-            Ok(_guard) => run_command(PROGRAM, child),
+            Ok(guard) => {
+                guard.share_with_child(&mut child);
+                run_command(PROGRAM, child)
+            }
             Err(e) => failed(e),
         };
     }
@@ -266,8 +286,35 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
         builder = builder.timeout(timeout);
     }
     match builder.acquire() {
-        Ok(_guard) => run_command(PROGRAM, child),
+        Ok(guard) => {
+            if guard.is_external() && !guard.share_with_child(&mut child) {
+                die_with_parent(&mut child);
+            }
+            run_command(PROGRAM, child)
+        }
         Err(e) => failed(e),
+    }
+}
+
+/// Has the kernel kill the process `command` starts (SIGKILL) when this process dies: what
+/// `lockutils run` does for a lock held on a server, which no child can share, so that a
+/// killed `lockutils run` never leaves its command running without the lock.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: prctl, getppid and raise are async-signal-safe, as code between fork and exec
+    // must be.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the request above: then nobody holds the lock.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
     }
 }
 
@@ -303,74 +350,18 @@ fn shared_on_server(
     Ok(body())
 }
 
-/// A lock file as `lockutils list` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockFileState {
-    /// The file name (the lock's name, with its prefix).
-    pub name: String,
-    /// `None` when free; `Some(true)` when held shared, `Some(false)` when held exclusive.
-    pub shared: Option<bool>,
-    /// The holder's process id, when the operating system reports one (classic POSIX locks,
-    /// such as Python oslo's, do; open-file-description locks do not).
-    pub pid: Option<i32>,
-}
+use lockutils::lock_dir::{LockDirectory, LockFileState, Removal};
 
-/// Probes whether `path` is locked, without taking the lock (`F_OFD_GETLK`).
-pub fn probe(path: &std::path::Path) -> io::Result<(Option<bool>, Option<i32>)> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    // SAFETY: zeroed flock is valid: a whole-file write-lock query.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as _;
-    fl.l_whence = libc::SEEK_SET as _;
-    // SAFETY: a valid descriptor and an exclusively borrowed flock.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(match fl.l_type as libc::c_int {
-        libc::F_UNLCK => (None, None),
-        kind => (
-            Some(kind == libc::F_RDLCK),
-            (fl.l_pid > 0).then_some(fl.l_pid),
-        ),
+/// Opens `dir` for `list`/`clean`, or says why not (and returns the exit status).
+fn open_dir(program: &str, dir: &std::path::Path) -> Result<LockDirectory, i32> {
+    LockDirectory::open(dir).map_err(|e| {
+        eprintln!("{program}: {}: {e}", dir.display());
+        if e.kind() == io::ErrorKind::NotFound {
+            EXIT_USAGE
+        } else {
+            EXIT_ERROR
+        }
     })
-}
-
-/// Every regular file in `dir` with a UTF-8 name (lock names are strings), with whether it
-/// is locked right now. A file that went away meanwhile is skipped; one that cannot be
-/// probed is reported on stderr and counted in the returned number of problems.
-pub fn list_dir(dir: &std::path::Path) -> io::Result<(Vec<LockFileState>, usize)> {
-    let mut states = Vec::new();
-    let mut problems = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        // Links, directories, FIFOs: not lock files, and not followed.
-        if !entry.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
-        }
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            eprintln!(
-                "lockutils: {}: not a lock name (not UTF-8), skipped",
-                path.display()
-            );
-            continue;
-        };
-        match probe(&path) {
-            Ok((shared, pid)) => states.push(LockFileState { name, shared, pid }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                eprintln!("lockutils: {}: {e}", path.display());
-                problems += 1;
-            }
-        }
-    }
-    states.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((states, problems))
 }
 
 fn json_string(text: &str) -> String {
@@ -387,34 +378,54 @@ fn json_string(text: &str) -> String {
     out
 }
 
-/// `lockutils list`: prints the lock files of `dir` (a table, or JSON).
-pub fn list(dir: &std::path::Path, json: bool) -> i32 {
-    let (states, problems) = match list_dir(dir) {
-        Ok(listed) => listed,
+/// `lockutils list`: prints the lock files of `dir` (with `prefix`, only those with it): a
+/// table, or JSON. Entries that are not lock files are left out (with `verbose`, reported
+/// on stderr with the reason). Creates nothing.
+pub fn list(dir: &std::path::Path, prefix: Option<&str>, json: bool, verbose: bool) -> i32 {
+    const PROGRAM: &str = "lockutils list";
+    let lock_dir = match open_dir(PROGRAM, dir) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let listing = match lock_dir.list(prefix) {
+        Ok(listing) => listing,
         Err(e) => {
-            eprintln!("lockutils list: {}: {e}", dir.display());
+            eprintln!("{PROGRAM}: {}: {e}", dir.display());
             return EXIT_ERROR;
         }
     };
-    let mode = |s: &LockFileState| match s.shared {
-        None => "free",
-        Some(true) => "shared",
-        Some(false) => "exclusive",
+    if verbose {
+        for skipped in &listing.skipped {
+            eprintln!(
+                "{PROGRAM}: skipped {}: {}",
+                dir.join(&skipped.name).display(),
+                skipped.reason
+            );
+        }
+    }
+    for (name, e) in &listing.problems {
+        eprintln!("{PROGRAM}: {}: {e}", dir.join(name).display());
+    }
+    let mode = |state: LockFileState| match state {
+        LockFileState::Free => "free",
+        LockFileState::Shared => "shared",
+        LockFileState::Exclusive => "exclusive",
     };
-    let pid = |s: &LockFileState| match (s.shared, s.pid) {
-        (None, _) => "-".to_owned(),
-        (Some(_), Some(pid)) => pid.to_string(),
-        (Some(_), None) => "unknown".to_owned(),
+    let pid = |info: &lockutils::lock_dir::LockFileInfo| match (info.state, info.pid) {
+        (LockFileState::Free, _) => "-".to_owned(),
+        (_, Some(pid)) => pid.to_string(),
+        (_, None) => "unknown".to_owned(),
     };
     if json {
-        let items: Vec<String> = states
+        let items: Vec<String> = listing
+            .locks
             .iter()
             .map(|s| {
                 format!(
                     "{{\"name\":{},\"held\":{},\"mode\":{},\"pid\":{}}}",
                     json_string(&s.name),
-                    s.shared.is_some(),
-                    json_string(mode(s)),
+                    s.state != LockFileState::Free,
+                    json_string(mode(s.state)),
                     s.pid.map_or("null".to_owned(), |p| p.to_string())
                 )
             })
@@ -422,63 +433,94 @@ pub fn list(dir: &std::path::Path, json: bool) -> i32 {
         println!("[{}]", items.join(","));
     } else {
         println!("{:<40} {:<10} PID", "NAME", "STATE");
-        for s in &states {
-            println!("{:<40} {:<10} {}", s.name, mode(s), pid(s));
+        for s in &listing.locks {
+            println!("{:<40} {:<10} {}", s.name, mode(s.state), pid(s));
         }
     }
-    if problems > 0 { EXIT_ERROR } else { 0 }
+    if listing.problems.is_empty() {
+        0
+    } else {
+        EXIT_ERROR
+    }
 }
 
-/// `lockutils clean`: removes the lock files of `dir` that nobody holds (and, with
-/// `older_than`, that were not modified for that long), each while holding its lock, so
-/// that a process about to wait on it moves to a new file (see `remove_external_lock_file`).
-///
-/// Limitation: Python oslo (fasteners) waits by polling with non-blocking tries, so a Python
-/// process between two tries is invisible; when it retries on a removed file it opens a new
-/// one, and holds that, while no one else can hold the old one.
-pub fn clean(dir: &std::path::Path, older_than: Option<std::time::Duration>, dry_run: bool) -> i32 {
-    let (states, mut problems) = match list_dir(dir) {
-        Ok(listed) => listed,
+/// What `lockutils clean` takes.
+#[derive(Debug, Clone, Default)]
+pub struct CleanOptions {
+    /// Only lock files with this prefix.
+    pub prefix: Option<String>,
+    /// Only files not modified for this long.
+    pub older_than: Option<std::time::Duration>,
+    /// Report; remove nothing.
+    pub dry_run: bool,
+    /// Report what is left alone, and why.
+    pub verbose: bool,
+}
+
+/// `lockutils clean`: removes the lock files of `dir` that nobody holds (see
+/// [`LockDirectory::remove_if_unused`]): only empty regular files, never a link, a
+/// subdirectory or a file with content, each while holding its lock, all through one
+/// descriptor of the directory. With `dry_run` (or `verbose`) what is left alone is
+/// reported too, with the reason.
+pub fn clean(dir: &std::path::Path, options: &CleanOptions) -> i32 {
+    const PROGRAM: &str = "lockutils clean";
+    let lock_dir = match open_dir(PROGRAM, dir) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let listing = match lock_dir.list(options.prefix.as_deref()) {
+        Ok(listing) => listing,
         Err(e) => {
-            eprintln!("lockutils clean: {}: {e}", dir.display());
+            eprintln!("{PROGRAM}: {}: {e}", dir.display());
             return EXIT_ERROR;
         }
     };
-    for state in states.iter().filter(|s| s.shared.is_none()) {
-        let path = dir.join(&state.name);
-        if let Some(age) = older_than {
-            let modified = std::fs::metadata(&path).and_then(|m| m.modified());
-            if modified.is_ok_and(|m| m.elapsed().is_ok_and(|e| e < age)) {
-                continue;
-            }
+    let report_skips = options.dry_run || options.verbose;
+    if report_skips {
+        for skipped in &listing.skipped {
+            println!(
+                "skipped {}: {}",
+                dir.join(&skipped.name).display(),
+                skipped.reason
+            );
         }
-        if dry_run {
-            println!("would remove {}", path.display());
+    }
+    let mut problems = listing.problems.len();
+    for (name, e) in &listing.problems {
+        eprintln!("{PROGRAM}: {}: {e}", dir.join(name).display());
+    }
+    for info in &listing.locks {
+        let path = lock_dir.path_of(&info.name);
+        if info.state != LockFileState::Free {
+            if report_skips {
+                println!("skipped {}: held", path.display());
+            }
             continue;
         }
-        // Take it without waiting: held (or taken since the listing) means in use.
-        let guard = lockutils::lock(&state.name)
-            .external(true)
-            .lock_path(dir)
-            .blocking(false)
-            .do_log(false)
-            .acquire();
-        match guard {
-            Ok(guard) => {
-                let removed = std::fs::remove_file(&path);
-                drop(guard);
-                match removed {
-                    Ok(()) => println!("removed {}", path.display()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        eprintln!("lockutils clean: {}: {e}", path.display());
-                        problems += 1;
-                    }
-                }
+        if options.dry_run {
+            let recent = options
+                .older_than
+                .is_some_and(|age| info.modified.elapsed().is_ok_and(|e| e < age));
+            if recent {
+                println!("skipped {}: modified too recently", path.display());
+            } else {
+                println!("would remove {}", path.display());
             }
-            Err(e) if e.is_acquire_failed() => {}
+            continue;
+        }
+        match lock_dir.remove_if_unused(&info.name, options.older_than) {
+            Ok(Removal::Removed) => println!("removed {}", path.display()),
+            Ok(Removal::Missing) => {}
+            Ok(Removal::InUse) if report_skips => println!("skipped {}: held", path.display()),
+            Ok(Removal::TooRecent) if report_skips => {
+                println!("skipped {}: modified too recently", path.display())
+            }
+            Ok(Removal::NotALockFile(reason)) if report_skips => {
+                println!("skipped {}: {reason}", path.display())
+            }
+            Ok(_) => {}
             Err(e) => {
-                eprintln!("lockutils clean: {e}");
+                eprintln!("{PROGRAM}: {}: {e}", path.display());
                 problems += 1;
             }
         }

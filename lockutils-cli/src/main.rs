@@ -60,12 +60,20 @@ enum Commands {
         /// Lock directory (default: $OSLO_LOCK_PATH).
         #[arg(long, value_name = "DIR")]
         lock_path: Option<PathBuf>,
+        /// Only lock files with this prefix (PREFIX-NAME).
+        #[arg(long)]
+        prefix: Option<String>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also report, on stderr, the entries that are not lock files, and why.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Remove the lock files nobody holds, each while holding its lock (safe against
-    /// processes that are about to wait on it). Held files are left alone.
+    /// processes that are about to wait on it). Held files are left alone, and so is
+    /// anything that is not a lock file (an empty regular file): files with content, links,
+    /// directories, FIFOs, sockets and devices.
     ///
     /// Example: lockutils clean --lock-path /var/lib/nova/tmp --older-than 1h --dry-run
     Clean {
@@ -75,9 +83,15 @@ enum Commands {
         /// Only files not modified for this long (e.g. 1h).
         #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
         older_than: Option<Duration>,
-        /// Report what would be removed; remove nothing.
+        /// Only lock files with this prefix (PREFIX-NAME).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Report what would be removed, and what is left alone and why; remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Report what is left alone, and why.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// oslo's lockutils-wrapper: run a command with OSLO_LOCK_PATH set to a private
     /// temporary directory, removed afterwards.
@@ -130,16 +144,31 @@ fn main() {
             lockutils_cli::run(&options, &command)
         }
         Commands::Wrapper { command } => lockutils_cli::wrapper("lockutils wrapper", &command),
-        Commands::List { lock_path, json } => match lock_dir(lock_path) {
-            Some(dir) => lockutils_cli::list(&dir, json),
+        Commands::List {
+            lock_path,
+            prefix,
+            json,
+            verbose,
+        } => match lock_dir(lock_path) {
+            Some(dir) => lockutils_cli::list(&dir, prefix.as_deref(), json, verbose),
             None => lockutils_cli::EXIT_USAGE,
         },
         Commands::Clean {
             lock_path,
+            prefix,
             older_than,
             dry_run,
+            verbose,
         } => match lock_dir(lock_path) {
-            Some(dir) => lockutils_cli::clean(&dir, older_than, dry_run),
+            Some(dir) => {
+                let options = lockutils_cli::CleanOptions {
+                    prefix,
+                    older_than,
+                    dry_run,
+                    verbose,
+                };
+                lockutils_cli::clean(&dir, &options)
+            }
             None => lockutils_cli::EXIT_USAGE,
         },
     };

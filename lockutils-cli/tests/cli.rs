@@ -104,13 +104,61 @@ fn run_holds_the_lock_while_the_command_runs() {
 }
 
 #[test]
-fn run_does_not_pass_the_lock_descriptor_to_the_command() {
+fn run_passes_the_command_the_lock_descriptor_and_nothing_else() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_str().unwrap();
+    std::fs::write(d.path().join("other"), "").unwrap();
     let out = sh(LOCKUTILS, &run_args(dir, &[]), "ls -l /proc/self/fd/");
     assert!(out.status.success());
     let listing = String::from_utf8(out.stdout).unwrap();
-    assert!(!listing.contains(&format!("{dir}/job")), "{listing}");
+    let lock_file = format!("{dir}/job");
+    assert_eq!(
+        listing.lines().filter(|l| l.ends_with(&lock_file)).count(),
+        1,
+        "{listing}"
+    );
+    assert_eq!(
+        listing.lines().filter(|l| l.contains(dir)).count(),
+        1,
+        "nothing else of lockutils' leaks: {listing}"
+    );
+}
+
+#[test]
+fn a_killed_run_leaves_its_command_holding_the_lock_until_it_ends() {
+    for shared in [false, true] {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_str().unwrap();
+        let mut run = holding_run(dir, "job", shared);
+        // The command's stdin: it ends when this closes (`wait` would close it).
+        let stdin = run.stdin.take();
+        // SIGKILL `lockutils run` itself; its command (sh) goes on with the lock.
+        // SAFETY: signals our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGKILL) }, 0);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&run.wait().unwrap()),
+            Some(libc::SIGKILL)
+        );
+        let busy = lockutils::lock("job")
+            .external(true)
+            .lock_path(dir)
+            .blocking(false)
+            .acquire();
+        assert!(
+            busy.as_ref()
+                .is_err_and(lockutils::Error::is_acquire_failed),
+            "a second holder got in while the command ran (shared: {shared}): {busy:?}"
+        );
+        // The command ends when its stdin closes: then the lock is free (waited for, since
+        // the command's exit is not otherwise visible here).
+        drop(stdin);
+        let got = lockutils::lock("job")
+            .external(true)
+            .lock_path(dir)
+            .timeout(child::PATIENCE)
+            .acquire();
+        assert!(got.is_ok(), "{got:?}");
+    }
 }
 
 #[test]
@@ -331,8 +379,14 @@ fn clean_removes_free_lock_files_and_leaves_held_ones() {
         .unwrap();
     let report = String::from_utf8(out.stdout).unwrap();
     assert!(
-        report.contains("would remove") && report.contains("old-a") && !report.contains("busy")
+        report.contains(&format!("would remove {dir}/old-a")),
+        "{report}"
     );
+    assert!(
+        report.contains(&format!("skipped {dir}/busy: held")),
+        "{report}"
+    );
+    assert!(!report.contains("would remove {dir}/busy"), "{report}");
     assert!(d.path().join("old-a").exists(), "a dry run removes nothing");
     let out = Command::new(LOCKUTILS)
         .args(["clean", "--lock-path", dir, "--older-than", "1h"])
@@ -371,7 +425,7 @@ fn list_and_clean_skip_names_that_are_not_lock_names() {
             .unwrap(),
     );
     let out = Command::new(LOCKUTILS)
-        .args(["list", "--lock-path", dir])
+        .args(["list", "--lock-path", dir, "--verbose"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -387,6 +441,147 @@ fn list_and_clean_skip_names_that_are_not_lock_names() {
     assert!(
         !d.path().join("bad\u{FFFD}").exists(),
         "no look-alike file was created"
+    );
+}
+
+/// Names and modification times of everything in `dir`, links not followed.
+fn snapshot(dir: &Path) -> Vec<(String, std::time::SystemTime)> {
+    let mut all: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                meta.modified().unwrap(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// A directory as a project or `/etc` looks: files with content, a subdirectory, a link to
+/// a file elsewhere, a FIFO, a socket; and two unused lock files.
+fn mixed_dir() -> (tempfile::TempDir, tempfile::TempDir) {
+    let d = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::write(p.join("notes.txt"), "my notes").unwrap();
+    std::fs::write(p.join("README.md"), "# readme").unwrap();
+    std::fs::write(p.join("passwd"), "root:x:0:0::/root:/bin/sh").unwrap();
+    std::fs::create_dir(p.join("sub")).unwrap();
+    std::fs::write(p.join("sub/inner"), "").unwrap();
+    std::fs::write(outside.path().join("target"), "").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("target"), p.join("link")).unwrap();
+    let fifo = std::ffi::CString::new(p.join("pipe").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let _socket = std::os::unix::net::UnixListener::bind(p.join("sock")).unwrap();
+    for name in ["nova-a", "other-b"] {
+        drop(
+            lockutils::lock(name)
+                .external(true)
+                .lock_path(p)
+                .acquire()
+                .unwrap(),
+        );
+    }
+    (d, outside)
+}
+
+#[test]
+fn list_and_dry_runs_create_and_change_nothing_and_show_only_lock_files() {
+    let (d, _outside) = mixed_dir();
+    let dir = d.path().to_str().unwrap();
+    let before = snapshot(d.path());
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--lock-path", dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["nova-a", "other-b"], "{table}");
+    let out = Command::new(LOCKUTILS)
+        .args(["clean", "--lock-path", dir, "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report = String::from_utf8(out.stdout).unwrap();
+    for (name, reason) in [
+        ("notes.txt", "not empty"),
+        ("passwd", "not empty"),
+        ("sub", "directory"),
+        ("link", "symbolic link"),
+        ("pipe", "FIFO"),
+        ("sock", "socket"),
+    ] {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(&format!("skipped {dir}/{name}:")))
+            .unwrap_or_else(|| panic!("{name} not reported: {report}"));
+        assert!(line.contains(reason), "{line}");
+    }
+    assert_eq!(report.matches("would remove").count(), 2, "{report}");
+    assert_eq!(
+        snapshot(d.path()),
+        before,
+        "a read-only command changed the directory"
+    );
+    let missing = d.path().join("missing");
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--lock-path", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!missing.exists(), "list created its directory");
+}
+
+#[test]
+fn clean_removes_unused_lock_files_only_and_honours_the_prefix() {
+    let (d, outside) = mixed_dir();
+    let dir = d.path().to_str().unwrap();
+    let out = Command::new(LOCKUTILS)
+        .args(["clean", "--lock-path", dir, "--prefix", "nova"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("removed {dir}/nova-a\n")
+    );
+    assert!(d.path().join("other-b").exists(), "outside the prefix");
+    let out = Command::new(LOCKUTILS)
+        .args(["clean", "--lock-path", dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!d.path().join("other-b").exists());
+    let left: Vec<String> = snapshot(d.path()).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        left,
+        [
+            "README.md",
+            "link",
+            "notes.txt",
+            "passwd",
+            "pipe",
+            "sock",
+            "sub"
+        ]
+    );
+    assert!(
+        d.path().join("sub/inner").exists(),
+        "a subdirectory is not entered"
+    );
+    assert!(
+        outside.path().join("target").exists(),
+        "a link is not followed"
     );
 }
 

@@ -185,7 +185,7 @@ impl ExternalBackend for FileBackend {
         let result = unlock_slot(&mut state.slot.file, name);
         // Descriptors are kept for speed, but not without bound: names used once each must
         // not exhaust the process's descriptor limit before the registry sweeps them.
-        if LockFile::open_count() > MAX_KEPT_DESCRIPTORS {
+        if LockFile::open_count() > crate::file::kept_descriptor_limit() {
             state.slot.file = None;
         }
         result
@@ -240,8 +240,55 @@ async fn acquire_async(
 }
 
 /// Lock file descriptors the process keeps open between uses, at most (beyond that, a
-/// released lock closes its file).
+/// released lock closes its file). The bound in force is lower under a low descriptor limit:
+/// an eighth of the soft `RLIMIT_NOFILE`, at least one. And when an open fails for want of
+/// descriptors (`EMFILE`, `ENFILE`), lockutils closes the idle descriptors it keeps and tries
+/// once more before reporting the error.
 pub const MAX_KEPT_DESCRIPTORS: usize = 256;
+
+/// The descriptor of the lock file that `cache` holds, if it holds one.
+#[cfg(unix)]
+pub(crate) fn held_file_descriptor(cache: &mut ExternalCache) -> Option<std::os::fd::RawFd> {
+    if cache.depth == 0 {
+        return None;
+    }
+    cache
+        .state
+        .as_ref()
+        .and_then(|s| s.downcast_ref::<FileState>())
+        .and_then(|state| state.slot.file.as_ref())
+        .map(LockFile::raw_fd)
+}
+
+/// Closes the lock file descriptors kept by names nobody holds (in the process-wide
+/// registries); returns how many were closed. Entries busy right now are skipped, never
+/// waited for.
+pub(crate) fn close_idle_descriptors() -> usize {
+    let mut closed = 0;
+    let mut close = |cache: &Mutex<ExternalCache>| {
+        let Some(mut cache) = cache.try_lock() else {
+            return;
+        };
+        if cache.depth > 0 {
+            return;
+        }
+        if let Some(state) = cache
+            .state
+            .as_mut()
+            .and_then(|s| s.downcast_mut::<FileState>())
+            && state.slot.file.take().is_some()
+        {
+            closed += 1;
+        }
+    };
+    crate::semaphore::Semaphores::global()
+        .registry()
+        .for_each_external(&mut close);
+    crate::fair::FairLocks::global()
+        .registry()
+        .for_each_external(&mut close);
+    closed
+}
 
 /// What [`FileBackend`] keeps per name: the lock file's path, what it was worked out from, and
 /// the open file.
@@ -716,6 +763,30 @@ impl Drop for InterProcessReadGuard<'_> {
     }
 }
 
+impl InterProcessReadGuard<'_> {
+    /// Lets the process that `command` starts inherit this read lock, so that it stays held
+    /// while that process runs even if this one dies first: see
+    /// [`LockGuard::share_with_child`](crate::LockGuard::share_with_child).
+    #[cfg(unix)]
+    pub fn share_with_child(&self, command: &mut std::process::Command) -> bool {
+        let fd = self
+            .lock
+            .inner
+            .slot
+            .lock()
+            .file
+            .as_ref()
+            .map(LockFile::raw_fd);
+        match fd {
+            Some(fd) => {
+                crate::file::inherit_descriptor(command, fd);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 impl fmt::Debug for InterProcessReadGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InterProcessReadGuard")
@@ -777,12 +848,19 @@ pub fn remove_external_lock_file(
         .do_log(false)
         .acquire()
         .and_then(|guard| {
-            let removed = match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(Error::io(name, path.clone(), "remove lock file", e))
+            let removed = guard.with_external_cache(|cache| {
+                match cache
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.downcast_ref::<FileState>())
+                    .and_then(|state| state.slot.file.as_ref())
+                {
+                    Some(file) => file.remove(name),
+                    // No lock file is held (process locking disabled, or another backend):
+                    // remove what the path names, with the same checks.
+                    None => crate::file::remove_unheld(name, &path),
                 }
-                _ => Ok(()),
-            };
+            });
             drop(guard);
             removed
         });

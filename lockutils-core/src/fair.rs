@@ -51,6 +51,10 @@ impl FairLocks {
         &GLOBAL
     }
 
+    pub(crate) fn registry(&self) -> &Registry<ReaderWriterLock> {
+        &self.registry
+    }
+
     /// The lock for `name`, created on first use. Its errors carry `name`.
     pub fn get(&self, name: &str) -> FairLock {
         self.registry.get(name)

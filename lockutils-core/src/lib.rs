@@ -13,6 +13,8 @@
 //! - [`lock`](mod@lock): the [`lock()`] builder and its [`LockGuard`].
 //! - [`config`]: lock directories, `[oslo_concurrency]` options, lock file names.
 //! - `file`: lock files and the OS record locks on them.
+//! - [`lock_dir`]: a lock directory as a whole: listing its lock files and removing unused
+//!   ones safely (Linux).
 //! - `file_wait`: waiting for a lock file on behalf of an async task (helper threads).
 //! - `timer`: the runtime-agnostic timer behind async timeouts.
 //! - [`external`]: the external-lock backend trait, the file backend, [`InterProcessLock`],
@@ -34,6 +36,8 @@ pub mod fair;
 mod file;
 mod file_wait;
 pub mod lock;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod lock_dir;
 mod queue;
 mod registry;
 pub mod rwlock;
@@ -56,6 +60,7 @@ pub use external::{
     remove_external_lock_file, remove_external_lock_file_with_prefix,
 };
 pub use fair::{FairLock, FairLocks};
+pub use file::{DEFAULT_DIRECTORY_MODE, lock_directory_mode, set_lock_directory_mode};
 pub use lock::{
     AsyncLockGuard, LOG_TARGET, LockBuilder, LockGuard, internal_fair_lock, internal_lock, lock,
 };

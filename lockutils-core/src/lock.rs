@@ -717,6 +717,35 @@ impl LockGuard {
     pub fn fencing_token(&self) -> Option<i64> {
         fencing_token(self.held.external(), self.external)
     }
+
+    /// Lets the process that `command` starts inherit this guard's lock file, so that the
+    /// lock stays held while that process runs even if this one dies first (SIGKILL
+    /// included), as `flock(1)` keeps its lock for its command. The child shares the lock's
+    /// open file description: dropping this guard still releases the lock for both, and the
+    /// lock outlives this process only as long as the child (or anything it hands the
+    /// descriptor on to) keeps the descriptor open. Returns `false`, leaving `command` alone,
+    /// when no lock file is held (not external, or held on a server).
+    #[cfg(unix)]
+    pub fn share_with_child(&self, command: &mut std::process::Command) -> bool {
+        let fd = self
+            .external
+            .and_then(|_| crate::external::held_file_descriptor(&mut self.held.external().lock()));
+        match fd {
+            Some(fd) => {
+                crate::file::inherit_descriptor(command, fd);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs `f` on the external state of the held name.
+    pub(crate) fn with_external_cache<R>(
+        &self,
+        f: impl FnOnce(&mut crate::external::ExternalCache) -> R,
+    ) -> R {
+        f(&mut self.held.external().lock())
+    }
 }
 
 fn is_external_held(

@@ -442,6 +442,20 @@ impl<T: Create> Registry<T> {
         &self.shards[(hash >> 48) as usize % SHARDS].0
     }
 
+    /// Calls `f` with the external state of every name (one shard locked at a time; `f` must
+    /// not wait for a name's lock, only try it).
+    pub(crate) fn for_each_external(&self, f: &mut impl FnMut(&Mutex<ExternalCache>)) {
+        for shard in &self.shards {
+            let shard = shard.0.lock();
+            for bucket in shard.buckets.values() {
+                match bucket {
+                    Bucket::One(entry) => f(&entry.external),
+                    Bucket::Many(entries) => entries.iter().for_each(|e| f(&e.external)),
+                }
+            }
+        }
+    }
+
     /// Number of names in use (held, waited on, or with a live handle). Sweeps idle entries.
     pub(crate) fn len(&self) -> usize {
         self.shards
