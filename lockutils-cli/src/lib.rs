@@ -66,13 +66,19 @@ pub fn wrapper(program: &str, command: &[OsString]) -> i32 {
     let mut child = Command::new(cmd);
     child.args(args).env(lockutils::LOCK_PATH_ENV, &dir);
     let code = run_command(program, child);
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => code,
-        Err(e) => {
-            eprintln!("{program}: cannot remove {}: {e}", dir.display());
-            // The command's own failure says more than ours; its success must not hide ours.
-            if code == 0 { EXIT_ERROR } else { code }
-        }
+    let removed = std::fs::remove_dir_all(&dir);
+    if let Err(e) = &removed {
+        eprintln!("{program}: cannot remove {}: {e}", dir.display());
+    }
+    status_after_cleanup(code, &removed)
+}
+
+/// The wrapper's status: the command's, unless the command succeeded and the clean-up
+/// failed (the command's own failure says more than ours; its success must not hide ours).
+fn status_after_cleanup(code: i32, removed: &io::Result<()>) -> i32 {
+    match removed {
+        Err(_) if code == 0 => EXIT_ERROR,
+        _ => code,
     }
 }
 
@@ -526,4 +532,18 @@ pub fn clean(dir: &std::path::Path, options: &CleanOptions) -> i32 {
         }
     }
     if problems > 0 { EXIT_ERROR } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_clean_up_fails_the_wrapper_only_when_the_command_succeeded() {
+        let failed: io::Result<()> = Err(io::Error::other("busy"));
+        assert_eq!(status_after_cleanup(0, &failed), EXIT_ERROR);
+        assert_eq!(status_after_cleanup(3, &failed), 3);
+        assert_eq!(status_after_cleanup(0, &Ok(())), 0);
+        assert_eq!(status_after_cleanup(137, &Ok(())), 137);
+    }
 }

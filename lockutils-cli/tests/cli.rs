@@ -655,3 +655,41 @@ fn run_takes_its_lock_on_the_server_a_backend_url_names() {
     drop(reader);
     assert_eq!(status(&["--nonblocking"]).status.code(), Some(0));
 }
+
+#[test]
+fn a_killed_run_on_a_server_takes_its_command_down_with_it() {
+    let Some(url) = pg_url() else { return };
+    let name = format!("cli-pg-kill-{}", std::process::id());
+    for shared in [false, true] {
+        let mut cmd = Command::new(LOCKUTILS);
+        cmd.env("LOCKUTILS_BACKEND_URL", &url).args(["run", &name]);
+        if shared {
+            cmd.arg("--shared");
+        }
+        let mut run = cmd
+            .args(["--", "sh", "-c", "echo $$; read line || true"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = run.stdin.take();
+        let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+        let command: i32 = lines.next().unwrap().unwrap().parse().unwrap();
+        // SAFETY: signals our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGKILL) }, 0);
+        run.wait().unwrap();
+        // The command must go too (the kernel kills it): wait until it is gone.
+        let started = std::time::Instant::now();
+        while Path::new(&format!("/proc/{command}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{command}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+        {
+            assert!(
+                started.elapsed() < child::PATIENCE,
+                "the command runs on without its lock (shared: {shared})"
+            );
+            std::thread::yield_now();
+        }
+        drop(stdin);
+    }
+}
