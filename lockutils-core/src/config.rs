@@ -10,7 +10,6 @@
 //!
 //! With none of them, external locks fail with [`Error::LockPathRequired`].
 
-use std::borrow::Cow;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,6 +21,7 @@ use parking_lot::RwLock;
 
 use crate::backend::redact_url;
 use crate::error::Error;
+use crate::ini;
 
 /// The environment variable oslo reads the default lock directory from.
 pub const LOCK_PATH_ENV: &str = "OSLO_LOCK_PATH";
@@ -116,107 +116,36 @@ impl LockConfig {
     }
 
     fn parse(text: &str) -> Result<Self, (usize, String)> {
-        let mut conf = LockConfig::default();
-        let mut in_section = false;
-        for (index, raw) in text.lines().enumerate() {
-            let line_no = index + 1;
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
-            if let Some(section) = line.strip_prefix('[') {
-                let section = section
-                    .strip_suffix(']')
-                    .ok_or_else(|| (line_no, format!("unclosed section header {line:?}")))?;
-                in_section = section.trim() == "oslo_concurrency";
-                continue;
-            }
-            if raw.starts_with([' ', '\t']) {
-                // A continuation of the previous value (oslo.config allows multi-line values);
-                // neither of our options takes one.
-                continue;
-            }
-            let (key, value) = line
-                .split_once(['=', ':'])
-                .ok_or_else(|| (line_no, format!("expected `key = value`, found {line:?}")))?;
-            if !in_section {
-                continue;
-            }
-            let key = key.trim();
-            let value = unescape_dollars(unquote(value.trim())).map_err(|()| {
-                // A URL's password stays out of the message.
-                let shown = if key == "backend_url" {
-                    redact_url(value.trim())
-                } else {
-                    value.trim().to_owned()
-                };
-                (
-                    line_no,
-                    format!(
-                        "{key}: {shown:?} uses oslo.config interpolation ($name), which is not \
-                         supported here; write the value out (a literal $ is written $$), or \
-                         lock files would go elsewhere than Python's"
-                    ),
-                )
-            })?;
-            let value = value.as_ref();
-            match key {
-                "lock_path" => {
-                    conf.lock_path = (!value.is_empty()).then(|| PathBuf::from(value));
-                }
-                "backend_url" => {
-                    conf.backend_url = (!value.is_empty()).then(|| value.to_owned());
-                }
-                "disable_process_locking" => {
-                    conf.disable_process_locking = parse_bool(value).ok_or_else(|| {
-                        (
-                            line_no,
-                            format!("disable_process_locking: {value:?} is not a boolean"),
-                        )
-                    })?;
-                }
-                _ => {}
-            }
-        }
-        Ok(conf)
+        Self::parse_with_env(text, &|name| match std::env::var(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                "the environment variable {name} is not valid Unicode"
+            )),
+        })
     }
-}
 
-/// oslo.config's `$$` (a literal `$`); any other `$` starts an interpolation, which is
-/// refused.
-fn unescape_dollars(value: &str) -> Result<Cow<'_, str>, ()> {
-    if !value.contains('$') {
-        return Ok(Cow::Borrowed(value));
-    }
-    let mut out = String::with_capacity(value.len());
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.next() != Some('$') {
-            return Err(());
-        }
-        out.push(c);
-    }
-    Ok(Cow::Owned(out))
-}
-
-/// oslo.config strips one pair of matching quotes around a value.
-fn unquote(value: &str) -> &str {
-    for quote in ['"', '\''] {
-        if let Some(inner) = value
-            .strip_prefix(quote)
-            .and_then(|v| v.strip_suffix(quote))
-        {
-            return inner;
-        }
-    }
-    value
-}
-
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "1" => Some(true),
-        "false" | "no" | "off" | "0" => Some(false),
-        _ => None,
+    /// [`parse`](Self::parse) reading the environment through `env`.
+    fn parse_with_env(
+        text: &str,
+        env: &dyn Fn(&str) -> Result<Option<String>, String>,
+    ) -> Result<Self, (usize, String)> {
+        let found = ini::parse(text)?;
+        let resolver = ini::Resolver::new(&found, env);
+        let lock_path = resolver
+            .lock_path()?
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        let disable_process_locking = resolver.disable_process_locking()?;
+        // A URL's password stays out of messages.
+        let backend_url = resolver
+            .get_own("backend_url", &|v| redact_url(v))?
+            .filter(|u| !u.is_empty());
+        Ok(LockConfig {
+            lock_path,
+            disable_process_locking,
+            backend_url,
+        })
     }
 }
 
@@ -526,8 +455,8 @@ mod tests {
     fn parses_oslo_ini() {
         let conf = LockConfig::from_ini_str(
             "# nova.conf\n[DEFAULT]\nlock_path = /wrong\n\n[oslo_concurrency]\n\
-             lock_path=/var/lock/nova\ndisable_process_locking = True\n  continued\n\
-             other: x\n[other]\nlock_path = /also/wrong\n",
+             lock_path=/var/lock/nova\ndisable_process_locking = True\n\
+             other: x\n  continued\n[other]\nlock_path = /also/wrong\n",
         )
         .unwrap();
         assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/var/lock/nova")));
@@ -588,7 +517,7 @@ mod tests {
         );
         let err = LockConfig::from_ini_str("[oslo_concurrency\n").unwrap_err();
         assert!(
-            err.to_string().starts_with("<string>:1: unclosed section"),
+            err.to_string().starts_with("<string>:1: invalid section"),
             "{err}"
         );
         let err = LockConfig::from_ini_file("/nonexistent/nova.conf").unwrap_err();

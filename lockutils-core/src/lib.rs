@@ -33,6 +33,7 @@ pub mod external;
 pub mod fair;
 mod file;
 mod file_wait;
+mod ini;
 pub mod lock;
 mod queue;
 mod registry;
