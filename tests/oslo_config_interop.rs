@@ -380,3 +380,134 @@ fn config_files_read_as_oslo_config_reads_them() {
         "{both_failed}"
     );
 }
+
+/// Set in a child run of this binary (see `the_environment_overrides_files_as_in_oslo`): the
+/// file `env_child` reads.
+const CHILD_FILE_ENV: &str = "LOCKUTILS_TEST_INI_FILE";
+
+/// An outcome with the lock directory that applies (`OSLO_LOCK_PATH` when the file and the
+/// environment set none) and without the error's text.
+fn effective(outcome: &Outcome, env_lock_path: Option<&str>) -> String {
+    match outcome {
+        Ok((path, disable)) => {
+            let path = path.as_deref().or(env_lock_path.filter(|p| !p.is_empty()));
+            format!("ok {path:?} {disable}")
+        }
+        Err(_) => "err".to_owned(),
+    }
+}
+
+/// In a child run: prints what `from_ini_file` makes of the file, in this environment.
+#[test]
+fn env_child() {
+    let Some(path) = std::env::var_os(CHILD_FILE_ENV) else {
+        return;
+    };
+    let outcome = rust_outcome(Path::new(&path));
+    let env_lock_path = std::env::var("OSLO_LOCK_PATH").ok();
+    println!("outcome {}", effective(&outcome, env_lock_path.as_deref()));
+}
+
+#[test]
+fn the_environment_overrides_files_as_in_oslo() {
+    let Some(py) = python() else { return };
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("OS_OSLO_CONCURRENCY__LOCK_PATH", "/env")],
+            "[oslo_concurrency]\nlock_path = /file\n",
+        ),
+        (
+            &[("OS_OSLO_CONCURRENCY__LOCK_PATH", "")],
+            "[oslo_concurrency]\nlock_path = /file\n",
+        ),
+        (
+            &[(
+                "OS_OSLO_CONCURRENCY__LOCK_PATH",
+                "/env/$disable_process_locking",
+            )],
+            "[oslo_concurrency]\ndisable_process_locking = yes\n",
+        ),
+        (
+            &[("OS_OSLO_CONCURRENCY__LOCK_PATH", "/env/$lock_path")],
+            "[oslo_concurrency]\nlock_path = /file\n",
+        ),
+        (
+            &[("OS_OSLO_CONCURRENCY__DISABLE_PROCESS_LOCKING", "maybe")],
+            "[oslo_concurrency]\ndisable_process_locking = yes\n",
+        ),
+        (
+            &[("OS_OSLO_CONCURRENCY__DISABLE_PROCESS_LOCKING", "ON")],
+            "[oslo_concurrency]\ndisable_process_locking = maybe\n",
+        ),
+        (&[("OSLO_LOCK_PATH", "/default")], "[DEFAULT]\n"),
+        (
+            &[("OSLO_LOCK_PATH", "yes")],
+            "[oslo_concurrency]\ndisable_process_locking = $lock_path\n",
+        ),
+        (
+            &[("OSLO_LOCK_PATH", "/default")],
+            "[oslo_concurrency]\nlock_path = ${lock_path}/x\n",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut differences = Vec::new();
+    for (i, (vars, text)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("env{i}.conf"));
+        std::fs::write(&path, text).unwrap();
+        let clear = |command: &mut Command| {
+            for var in [
+                "OS_OSLO_CONCURRENCY__LOCK_PATH",
+                "OS_OSLO_CONCURRENCY__DISABLE_PROCESS_LOCKING",
+                "OSLO_LOCK_PATH",
+            ] {
+                command.env_remove(var);
+            }
+            command.envs(vars.iter().copied());
+        };
+
+        let mut child = Command::new(&exe);
+        child
+            .args([
+                "env_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env(CHILD_FILE_ENV, &path);
+        clear(&mut child);
+        let output = child.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let rust = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("outcome "))
+            .unwrap_or_else(|| panic!("no outcome from the child: {stdout}"))
+            .to_owned();
+
+        let mut python = Command::new(&py);
+        python
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(&path)
+            .env("PYTHONUTF8", "1");
+        clear(&mut python);
+        let output = python.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout.lines().next().unwrap_or("");
+        let python = match line.split_once(' ') {
+            Some(("ok", rest)) => {
+                let (p, disable) = rest.split_once(' ').unwrap();
+                let p = (p != "-").then(|| unhex(p)).filter(|p| !p.is_empty());
+                effective(&Ok((p, disable == "True")), None)
+            }
+            _ => "err".to_owned(),
+        };
+        if rust != python {
+            differences.push(format!(
+                "{vars:?} {text:?}:\n    rust:   {rust}\n    python: {python} ({line})"
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}

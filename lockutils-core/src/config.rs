@@ -116,7 +116,8 @@ impl LockConfig {
     }
 
     fn parse(text: &str) -> Result<Self, (usize, String)> {
-        Self::parse_with_env(text, &|name| match std::env::var(name) {
+        let set_default = GLOBAL.read().default_lock_path.clone();
+        Self::parse_with_env(text, set_default, &|name| match std::env::var(name) {
             Ok(value) => Ok(Some(value)),
             Err(std::env::VarError::NotPresent) => Ok(None),
             Err(std::env::VarError::NotUnicode(_)) => Err(format!(
@@ -125,13 +126,25 @@ impl LockConfig {
         })
     }
 
-    /// [`parse`](Self::parse) reading the environment through `env`.
+    /// [`parse`](Self::parse) with the default of [`set_defaults`] given, reading the
+    /// environment through `env`.
     fn parse_with_env(
         text: &str,
+        set_default: Option<PathBuf>,
         env: &dyn Fn(&str) -> Result<Option<String>, String>,
     ) -> Result<Self, (usize, String)> {
+        // What `$lock_path` gives when neither the environment nor the file sets it.
+        let default_lock_path = match set_default {
+            Some(path) => Some((
+                path.to_string_lossy().into_owned(),
+                "set_defaults".to_owned(),
+            )),
+            None => env(LOCK_PATH_ENV)
+                .map_err(|e| (0, e))?
+                .map(|v| (v, LOCK_PATH_ENV.to_owned())),
+        };
         let found = ini::parse(text)?;
-        let resolver = ini::Resolver::new(&found, env);
+        let resolver = ini::Resolver::new(&found, env, default_lock_path);
         let lock_path = resolver
             .lock_path()?
             .filter(|p| !p.is_empty())
@@ -534,7 +547,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        LockConfig::parse_with_env(text, &|name| {
+        LockConfig::parse_with_env(text, None, &|name| {
             Ok(env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
         })
     }
@@ -781,8 +794,26 @@ mod tests {
         )
         .unwrap();
         assert!(!conf.disable_process_locking);
-        let conf = parse_env("[x]\n", &[(LOCK_PATH_ENV, "/env/$$dir")]).unwrap();
-        assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/env/$dir")));
+        let conf = parse_env(
+            "[oslo_concurrency]\nlock_path = ${lock_path}/x\n",
+            &[(LOCK_PATH_ENV, "/env/$$dir")],
+        )
+        .unwrap_err();
+        assert!(conf.1.contains("loop of references"), "{conf:?}");
+        let conf = parse_env(
+            "[oslo_concurrency]\ndisable_process_locking = $lock_path\n",
+            &[(LOCK_PATH_ENV, "$$yes")],
+        );
+        assert!(conf.unwrap_err().1.contains("\"$yes\" is not a boolean"));
+        // The default applies later, so that set_defaults wins over OSLO_LOCK_PATH.
+        let conf = parse_env("[x]\n", &[(LOCK_PATH_ENV, "/env")]).unwrap();
+        assert_eq!(conf.lock_path, None);
+        let conf = LockConfig::parse_with_env(
+            "[oslo_concurrency]\ndisable_process_locking = $lock_path\n",
+            Some(PathBuf::from("on")),
+            &|name| Ok((name == LOCK_PATH_ENV).then(|| "off".to_owned())),
+        );
+        assert!(conf.unwrap().disable_process_locking);
     }
 
     #[test]

@@ -31,8 +31,6 @@
 
 use std::borrow::Cow;
 
-use crate::config::LOCK_PATH_ENV;
-
 /// The group lockutils reads.
 const GROUP: &str = "oslo_concurrency";
 
@@ -232,21 +230,34 @@ pub(crate) struct Resolver<'a> {
     found: &'a Assignments,
     /// Reads an environment variable; `Err` names a variable that is not valid Unicode.
     env: &'a dyn Fn(&str) -> Result<Option<String>, String>,
+    /// The default of `lock_path` (the one of `set_defaults`, else `OSLO_LOCK_PATH`) and
+    /// where it comes from.
+    default_lock_path: Option<(String, String)>,
 }
 
 impl<'a> Resolver<'a> {
+    /// `default_lock_path` is what `$lock_path` substitutes when neither the environment nor
+    /// the file sets `lock_path`, with its origin for messages.
     pub(crate) fn new(
         found: &'a Assignments,
         env: &'a dyn Fn(&str) -> Result<Option<String>, String>,
+        default_lock_path: Option<(String, String)>,
     ) -> Self {
-        Self { found, env }
+        Self {
+            found,
+            env,
+            default_lock_path,
+        }
     }
 
-    /// `CONF.oslo_concurrency.lock_path`: from `OS_OSLO_CONCURRENCY__LOCK_PATH` in the
-    /// environment, else the file, else the default (`OSLO_LOCK_PATH`, as when
-    /// oslo.concurrency was imported); `None` when none sets it.
+    /// `CONF.oslo_concurrency.lock_path` when the file or the environment sets it: from
+    /// `OS_OSLO_CONCURRENCY__LOCK_PATH` in the environment, else the file; `None` when
+    /// neither does (the default is applied later, when a lock needs it, so that
+    /// `set_defaults` still wins over `OSLO_LOCK_PATH` as in oslo).
     pub(crate) fn lock_path(&self) -> Result<Option<String>, Failure> {
-        self.lock_path_inner(&mut Vec::new())
+        Ok(self
+            .text("lock_path", &mut Vec::new(), false)?
+            .map(|t| t.value))
     }
 
     /// `CONF.oslo_concurrency.disable_process_locking`, found as `lock_path` is; `False` by
@@ -255,12 +266,8 @@ impl<'a> Resolver<'a> {
         self.disable_process_locking_inner(&mut Vec::new())
     }
 
-    fn lock_path_inner(&self, stack: &mut Vec<&str>) -> Result<Option<String>, Failure> {
-        Ok(self.text("lock_path", stack)?.map(|t| t.value))
-    }
-
     fn disable_process_locking_inner(&self, stack: &mut Vec<&str>) -> Result<bool, Failure> {
-        let Some(text) = self.text("disable_process_locking", stack)? else {
+        let Some(text) = self.text("disable_process_locking", stack, false)? else {
             return Ok(false);
         };
         parse_bool(&text.value)
@@ -268,41 +275,31 @@ impl<'a> Resolver<'a> {
     }
 
     /// The substituted text of oslo's `option`, and where it came from; `None` when it is set
-    /// nowhere and has no default text.
-    fn text(&self, option: &'static str, stack: &mut Vec<&str>) -> Result<Option<Text>, Failure> {
+    /// nowhere (and, with `with_default`, has no default text either).
+    fn text(
+        &self,
+        option: &'static str,
+        stack: &mut Vec<&str>,
+        with_default: bool,
+    ) -> Result<Option<Text>, Failure> {
         let env_name = format!("OS_{}__{}", GROUP.to_uppercase(), option.to_uppercase());
+        let found = |value: String, line: usize, origin: String| {
+            let text = Text {
+                value: String::new(),
+                line,
+                origin,
+            };
+            (value, text)
+        };
         let (raw, text) = if let Some(v) = (self.env)(&env_name).map_err(|e| (0, e))? {
-            let origin = format!("{option} (from {env_name})");
-            (
-                v,
-                Text {
-                    value: String::new(),
-                    line: 0,
-                    origin,
-                },
-            )
+            found(v, 0, format!("{option} (from {env_name})"))
         } else if let Some(a) = self.assignment(option) {
-            let origin = option.to_owned();
-            (
-                a.value.clone(),
-                Text {
-                    value: String::new(),
-                    line: a.line,
-                    origin,
-                },
-            )
+            found(a.value.clone(), a.line, option.to_owned())
         } else if option == "lock_path"
-            && let Some(v) = (self.env)(LOCK_PATH_ENV).map_err(|e| (0, e))?
+            && with_default
+            && let Some((v, from)) = &self.default_lock_path
         {
-            let origin = format!("{option} (its default, from {LOCK_PATH_ENV})");
-            (
-                v,
-                Text {
-                    value: String::new(),
-                    line: 0,
-                    origin,
-                },
-            )
+            found(v.clone(), 0, format!("{option} (its default, from {from})"))
         } else {
             return Ok(None);
         };
@@ -438,7 +435,9 @@ impl<'a> Resolver<'a> {
             )));
         }
         let got = match option {
-            "lock_path" => self.lock_path_inner(stack),
+            "lock_path" => self
+                .text("lock_path", stack, true)
+                .map(|t| t.map(|t| t.value)),
             _ => self
                 .disable_process_locking_inner(stack)
                 .map(|b| Some(if b { "True" } else { "False" }.to_owned())),
