@@ -89,8 +89,27 @@ impl LockConfig {
         }
     }
 
-    /// Reads the `[oslo_concurrency]` section of an oslo-style INI file such as `nova.conf`.
-    /// Other sections and unknown options are ignored, as oslo.config does.
+    /// Reads the `[oslo_concurrency]` section of an oslo-style INI file such as `nova.conf`,
+    /// exactly as oslo.config reads it (a Python service given the same file uses the same
+    /// directory): its options `lock_path` and `disable_process_locking`, and lockutils' own
+    /// `backend_url`. Other sections and unknown options are ignored.
+    ///
+    /// As in oslo.config: section names match case-insensitively and sections of one name are
+    /// merged; keys are case-sensitive and the last assignment wins; `key = value` and
+    /// `key: value` both assign; one pair of like quotes around a value is stripped (`"`
+    /// alone is empty); an indented line continues the value above (joined with `\n`);
+    /// `#` and `;` start comment lines only; lines end at `\n`, `\r\n` or `\r`. An
+    /// `OS_OSLO_CONCURRENCY__LOCK_PATH` or `OS_OSLO_CONCURRENCY__DISABLE_PROCESS_LOCKING`
+    /// environment variable wins over the file. Values undergo oslo.config's substitution:
+    /// `$$` and `\$` are `$`, `$lock_path`, `$disable_process_locking` and
+    /// `${oslo_concurrency.<option>}` are those options' values; a reference to any other
+    /// option is refused with an error, since its value depends on the program that registers
+    /// it. An empty `lock_path` counts as unset.
+    ///
+    /// Lines oslo.config rejects (an indented line with no value above, `= value`, `[]`, a
+    /// header not ending in `]`, a line with no `=` or `:`, a key before any section), a
+    /// value that is not a boolean, and references that loop fail with [`Error::Config`]
+    /// naming the file, the line and the cause.
     pub fn from_ini_file(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let text = fs::read_to_string(path).map_err(|e| Error::Config {
