@@ -10,7 +10,6 @@
 //!
 //! With none of them, external locks fail with [`Error::LockPathRequired`].
 
-use std::borrow::Cow;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,6 +21,7 @@ use parking_lot::RwLock;
 
 use crate::backend::redact_url;
 use crate::error::Error;
+use crate::ini;
 
 /// The environment variable oslo reads the default lock directory from.
 pub const LOCK_PATH_ENV: &str = "OSLO_LOCK_PATH";
@@ -89,8 +89,27 @@ impl LockConfig {
         }
     }
 
-    /// Reads the `[oslo_concurrency]` section of an oslo-style INI file such as `nova.conf`.
-    /// Other sections and unknown options are ignored, as oslo.config does.
+    /// Reads the `[oslo_concurrency]` section of an oslo-style INI file such as `nova.conf`,
+    /// exactly as oslo.config reads it (a Python service given the same file uses the same
+    /// directory): its options `lock_path` and `disable_process_locking`, and lockutils' own
+    /// `backend_url`. Other sections and unknown options are ignored.
+    ///
+    /// As in oslo.config: section names match case-insensitively and sections of one name are
+    /// merged; keys are case-sensitive and the last assignment wins; `key = value` and
+    /// `key: value` both assign; one pair of like quotes around a value is stripped (`"`
+    /// alone is empty); an indented line continues the value above (joined with `\n`);
+    /// `#` and `;` start comment lines only; lines end at `\n`, `\r\n` or `\r`. An
+    /// `OS_OSLO_CONCURRENCY__LOCK_PATH` or `OS_OSLO_CONCURRENCY__DISABLE_PROCESS_LOCKING`
+    /// environment variable wins over the file. Values undergo oslo.config's substitution:
+    /// `$$` and `\$` are `$`, `$lock_path`, `$disable_process_locking` and
+    /// `${oslo_concurrency.<option>}` are those options' values; a reference to any other
+    /// option is refused with an error, since its value depends on the program that registers
+    /// it. An empty `lock_path` counts as unset.
+    ///
+    /// Lines oslo.config rejects (an indented line with no value above, `= value`, `[]`, a
+    /// header not ending in `]`, a line with no `=` or `:`, a key before any section), a
+    /// value that is not a boolean, and references that loop fail with [`Error::Config`]
+    /// naming the file, the line and the cause.
     pub fn from_ini_file(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let text = fs::read_to_string(path).map_err(|e| Error::Config {
@@ -116,107 +135,49 @@ impl LockConfig {
     }
 
     fn parse(text: &str) -> Result<Self, (usize, String)> {
-        let mut conf = LockConfig::default();
-        let mut in_section = false;
-        for (index, raw) in text.lines().enumerate() {
-            let line_no = index + 1;
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
-            if let Some(section) = line.strip_prefix('[') {
-                let section = section
-                    .strip_suffix(']')
-                    .ok_or_else(|| (line_no, format!("unclosed section header {line:?}")))?;
-                in_section = section.trim() == "oslo_concurrency";
-                continue;
-            }
-            if raw.starts_with([' ', '\t']) {
-                // A continuation of the previous value (oslo.config allows multi-line values);
-                // neither of our options takes one.
-                continue;
-            }
-            let (key, value) = line
-                .split_once(['=', ':'])
-                .ok_or_else(|| (line_no, format!("expected `key = value`, found {line:?}")))?;
-            if !in_section {
-                continue;
-            }
-            let key = key.trim();
-            let value = unescape_dollars(unquote(value.trim())).map_err(|()| {
-                // A URL's password stays out of the message.
-                let shown = if key == "backend_url" {
-                    redact_url(value.trim())
-                } else {
-                    value.trim().to_owned()
-                };
-                (
-                    line_no,
-                    format!(
-                        "{key}: {shown:?} uses oslo.config interpolation ($name), which is not \
-                         supported here; write the value out (a literal $ is written $$), or \
-                         lock files would go elsewhere than Python's"
-                    ),
-                )
-            })?;
-            let value = value.as_ref();
-            match key {
-                "lock_path" => {
-                    conf.lock_path = (!value.is_empty()).then(|| PathBuf::from(value));
-                }
-                "backend_url" => {
-                    conf.backend_url = (!value.is_empty()).then(|| value.to_owned());
-                }
-                "disable_process_locking" => {
-                    conf.disable_process_locking = parse_bool(value).ok_or_else(|| {
-                        (
-                            line_no,
-                            format!("disable_process_locking: {value:?} is not a boolean"),
-                        )
-                    })?;
-                }
-                _ => {}
-            }
-        }
-        Ok(conf)
+        let set_default = GLOBAL.read().default_lock_path.clone();
+        Self::parse_with_env(text, set_default, &|name| match std::env::var(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                "the environment variable {name} is not valid Unicode"
+            )),
+        })
     }
-}
 
-/// oslo.config's `$$` (a literal `$`); any other `$` starts an interpolation, which is
-/// refused.
-fn unescape_dollars(value: &str) -> Result<Cow<'_, str>, ()> {
-    if !value.contains('$') {
-        return Ok(Cow::Borrowed(value));
-    }
-    let mut out = String::with_capacity(value.len());
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.next() != Some('$') {
-            return Err(());
-        }
-        out.push(c);
-    }
-    Ok(Cow::Owned(out))
-}
-
-/// oslo.config strips one pair of matching quotes around a value.
-fn unquote(value: &str) -> &str {
-    for quote in ['"', '\''] {
-        if let Some(inner) = value
-            .strip_prefix(quote)
-            .and_then(|v| v.strip_suffix(quote))
-        {
-            return inner;
-        }
-    }
-    value
-}
-
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "1" => Some(true),
-        "false" | "no" | "off" | "0" => Some(false),
-        _ => None,
+    /// [`parse`](Self::parse) with the default of [`set_defaults`] given, reading the
+    /// environment through `env`.
+    fn parse_with_env(
+        text: &str,
+        set_default: Option<PathBuf>,
+        env: &dyn Fn(&str) -> Result<Option<String>, String>,
+    ) -> Result<Self, (usize, String)> {
+        // What `$lock_path` gives when neither the environment nor the file sets it.
+        let default_lock_path = match set_default {
+            Some(path) => Some((
+                path.to_string_lossy().into_owned(),
+                "set_defaults".to_owned(),
+            )),
+            None => env(LOCK_PATH_ENV)
+                .map_err(|e| (0, e))?
+                .map(|v| (v, LOCK_PATH_ENV.to_owned())),
+        };
+        let found = ini::parse(text)?;
+        let resolver = ini::Resolver::new(&found, env, default_lock_path);
+        let lock_path = resolver
+            .lock_path()?
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        let disable_process_locking = resolver.disable_process_locking()?;
+        // A URL's password stays out of messages.
+        let backend_url = resolver
+            .get_own("backend_url", &|v| redact_url(v))?
+            .filter(|u| !u.is_empty());
+        Ok(LockConfig {
+            lock_path,
+            disable_process_locking,
+            backend_url,
+        })
     }
 }
 
@@ -526,8 +487,8 @@ mod tests {
     fn parses_oslo_ini() {
         let conf = LockConfig::from_ini_str(
             "# nova.conf\n[DEFAULT]\nlock_path = /wrong\n\n[oslo_concurrency]\n\
-             lock_path=/var/lock/nova\ndisable_process_locking = True\n  continued\n\
-             other: x\n[other]\nlock_path = /also/wrong\n",
+             lock_path=/var/lock/nova\ndisable_process_locking = True\n\
+             other: x\n  continued\n[other]\nlock_path = /also/wrong\n",
         )
         .unwrap();
         assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/var/lock/nova")));
@@ -588,7 +549,7 @@ mod tests {
         );
         let err = LockConfig::from_ini_str("[oslo_concurrency\n").unwrap_err();
         assert!(
-            err.to_string().starts_with("<string>:1: unclosed section"),
+            err.to_string().starts_with("<string>:1: invalid section"),
             "{err}"
         );
         let err = LockConfig::from_ini_file("/nonexistent/nova.conf").unwrap_err();
@@ -597,6 +558,363 @@ mod tests {
                 .starts_with("/nonexistent/nova.conf: cannot read"),
             "{err}"
         );
+    }
+
+    /// Parses `text` with `env` as the whole environment.
+    fn parse_env(text: &str, env: &[(&str, &str)]) -> Result<LockConfig, (usize, String)> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LockConfig::parse_with_env(text, None, &|name| {
+            Ok(env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        })
+    }
+
+    /// The `lock_path` of `text`, parsed with an empty environment.
+    fn lock_path_of(text: &str) -> Option<String> {
+        let conf = parse_env(text, &[]).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+        conf.lock_path
+            .map(|p| p.into_os_string().into_string().unwrap())
+    }
+
+    /// The line and message of the error `text` gives.
+    fn error_of(text: &str) -> (usize, String) {
+        match parse_env(text, &[]) {
+            Ok(conf) => panic!("{text:?} parsed as {conf:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn section_names_match_case_insensitively_and_exactly() {
+        for header in [
+            "[OSLO_CONCURRENCY]",
+            "[Oslo_Concurrency]",
+            "[oslo_concurrency]",
+        ] {
+            let text = format!("{header}\nlock_path = /a\n");
+            assert_eq!(lock_path_of(&text).as_deref(), Some("/a"), "{header}");
+        }
+        // The name is everything between the brackets.
+        for header in [
+            "[ oslo_concurrency ]",
+            "[oslo_concurrency ]",
+            "[[oslo_concurrency]]",
+        ] {
+            let text = format!("{header}\nlock_path = /a\n");
+            assert_eq!(lock_path_of(&text), None, "{header}");
+        }
+        // Sections of one name are merged; the last assignment wins.
+        let conf = parse_env(
+            "[oslo_concurrency]\nlock_path = /a\n[other]\nx = 1\n\
+             [OSLO_CONCURRENCY]\ndisable_process_locking = yes\n[oslo_concurrency]\n\
+             lock_path = /b\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/b")));
+        assert!(conf.disable_process_locking);
+    }
+
+    #[test]
+    fn quotes_as_oslo_strips_them() {
+        for (value, expected) in [
+            ("\"", None),
+            ("'", None),
+            ("\"\"", None),
+            ("'/a'", Some("/a")),
+            ("\"/a'", Some("\"/a'")),
+            ("\"a\"b\"", Some("a\"b")),
+            ("\"'/a'\"", Some("'/a'")),
+            ("\" /a \"", Some(" /a ")),
+        ] {
+            let text = format!("[oslo_concurrency]\nlock_path = {value}\n");
+            assert_eq!(lock_path_of(&text).as_deref(), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn continuation_lines_join_with_newlines() {
+        let of = lock_path_of;
+        assert_eq!(
+            of("[oslo_concurrency]\nlock_path = /a\n  /continued\n").as_deref(),
+            Some("/a\n/continued")
+        );
+        // Even an indented `#`, and after an empty first line.
+        assert_eq!(
+            of("[oslo_concurrency]\nlock_path = /a\n\t# note\n").as_deref(),
+            Some("/a\n# note")
+        );
+        assert_eq!(
+            of("[oslo_concurrency]\nlock_path =\n    /a\n").as_deref(),
+            Some("\n/a")
+        );
+        // Quotes are stripped from the first line only.
+        assert_eq!(
+            of("[oslo_concurrency]\nlock_path = \"/a\"\n  \"b\"\n").as_deref(),
+            Some("/a\n\"b\"")
+        );
+        // A blank line (or one of white space only) ends the value.
+        let (line, reason) = error_of("[oslo_concurrency]\nlock_path = /a\n   \n  /b\n");
+        assert_eq!(line, 4);
+        assert!(
+            reason.starts_with("unexpected continuation line"),
+            "{reason}"
+        );
+        // A comment does too.
+        let (line, _) = error_of("[oslo_concurrency]\nlock_path = /a\n# c\n  /b\n");
+        assert_eq!(line, 4);
+        // The last assignment is interpreted, joined: no longer a boolean.
+        let (line, reason) =
+            error_of("[oslo_concurrency]\ndisable_process_locking = true\n  false\n");
+        assert_eq!(line, 2);
+        assert!(
+            reason.contains("\"true\\nfalse\" is not a boolean"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_naming_their_line() {
+        for (text, line, cause) in [
+            (
+                "[oslo_concurrency]\n  lock_path = /a\n",
+                2,
+                "unexpected continuation line",
+            ),
+            ("  lock_path = /a\n", 1, "unexpected continuation line"),
+            ("[oslo_concurrency]\n= /a\n", 2, "key cannot be empty"),
+            (
+                "[oslo_concurrency]\n : /a\n",
+                2,
+                "unexpected continuation line",
+            ),
+            ("[x]\n\x0c= /a\n", 2, "key cannot be empty"),
+            ("[]\nlock_path = /a\n", 1, "empty section name"),
+            (
+                "lock_path = /a\n[oslo_concurrency]\n",
+                1,
+                "section must be started",
+            ),
+            ("# c\n\nx = 1\n", 3, "section must be started"),
+            ("[oslo_concurrency] # c\n", 1, "invalid section"),
+            ("[oslo_concurrency\n", 1, "invalid section"),
+            ("[x]\nlock_path\n", 2, "no ':' or '=' found"),
+            (
+                "\u{feff}[oslo_concurrency]\nlock_path = /a\n",
+                1,
+                "no ':' or '=' found",
+            ),
+            ("\u{a0}[oslo_concurrency]\n", 1, "no ':' or '=' found"),
+            ("[x]\r\ny = 1\r\r  z\r\n", 4, "unexpected continuation line"),
+        ] {
+            let (got_line, reason) = error_of(text);
+            assert_eq!(got_line, line, "{text:?}: {reason}");
+            assert!(reason.starts_with(cause), "{text:?}: {reason}");
+        }
+    }
+
+    #[test]
+    fn keys_values_separators_and_white_space() {
+        let of = |body: &str| lock_path_of(&format!("[oslo_concurrency]\n{body}\n"));
+        assert_eq!(of("lock_path: /a").as_deref(), Some("/a"));
+        assert_eq!(of("lock_path = a=b:c").as_deref(), Some("a=b:c"));
+        assert_eq!(of("lock_path: a=b").as_deref(), Some("a=b"));
+        assert_eq!(of("lock_path=:x").as_deref(), Some(":x"));
+        assert_eq!(of("lock_path\t=\t/a\t").as_deref(), Some("/a"));
+        assert_eq!(
+            of("lock_path = /a # no comment").as_deref(),
+            Some("/a # no comment")
+        );
+        assert_eq!(
+            of("lock_path = /a ; no comment").as_deref(),
+            Some("/a ; no comment")
+        );
+        // Python's white space: form feed, U+001C..U+001F, no-break and ideographic spaces.
+        assert_eq!(of("\x0clock_path = /a\x1c").as_deref(), Some("/a"));
+        assert_eq!(
+            of("lock_path\u{3000}=\u{a0}/a\u{2003}").as_deref(),
+            Some("/a")
+        );
+        // Keys are case-sensitive and spelt with `_`.
+        assert_eq!(of("LOCK_PATH = /a"), None);
+        assert_eq!(of("lock-path = /a"), None);
+        assert_eq!(of("lock_path ="), None);
+        // `;` and `#` start comments only at the start of a line.
+        assert_eq!(
+            of("lock_path = /a\n; lock_path = /b\n# lock_path = /c").as_deref(),
+            Some("/a")
+        );
+        // Universal newlines.
+        assert_eq!(
+            lock_path_of("[oslo_concurrency]\r\nlock_path = /a\r\n").as_deref(),
+            Some("/a")
+        );
+        assert_eq!(
+            lock_path_of("[oslo_concurrency]\rlock_path = /a\r").as_deref(),
+            Some("/a")
+        );
+        assert_eq!(
+            lock_path_of("[oslo_concurrency]\r\nlock_path = /a\r  b\r\n").as_deref(),
+            Some("/a\nb")
+        );
+        // Other line separators stay in the line.
+        assert_eq!(
+            of("lock_path = /a\u{2028}b").as_deref(),
+            Some("/a\u{2028}b")
+        );
+        assert_eq!(of("lock_path = /a\x0bb").as_deref(), Some("/a\x0bb"));
+    }
+
+    #[test]
+    fn only_the_last_assignment_is_interpreted() {
+        let conf = parse_env(
+            "[oslo_concurrency]\ndisable_process_locking = maybe\nlock_path = $nope\n\
+             disable_process_locking = ON\nlock_path = /a\nother = $unknown\n",
+            &[],
+        )
+        .unwrap();
+        assert!(conf.disable_process_locking);
+        assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/a")));
+        let (line, reason) = error_of("[oslo_concurrency]\ndisable_process_locking =\n");
+        assert_eq!(line, 2);
+        assert!(reason.contains("\"\" is not a boolean"), "{reason}");
+    }
+
+    #[test]
+    fn substitutes_as_oslo_config_does() {
+        let of = |body: &str| lock_path_of(&format!("[oslo_concurrency]\n{body}\n"));
+        assert_eq!(
+            of("lock_path = /x/$disable_process_locking/${oslo_concurrency.disable_process_locking}")
+                .as_deref(),
+            Some("/x/False/False")
+        );
+        assert_eq!(
+            of("disable_process_locking = 1\nlock_path = /x/${disable_process_locking}").as_deref(),
+            Some("/x/True")
+        );
+        // A `$` that starts no name stays; `$$` and `\$` are one `$`.
+        assert_eq!(
+            of(r"lock_path = /x/$1 $ ${a b} \$x $$ ${} $").as_deref(),
+            Some("/x/$1 $ ${a b} $x $ ${} $")
+        );
+        // A boolean may refer to the path.
+        let conf = parse_env(
+            "[oslo_concurrency]\nlock_path = yes\ndisable_process_locking = $lock_path\n",
+            &[],
+        )
+        .unwrap();
+        assert!(conf.disable_process_locking);
+        // Unset, lock_path substitutes as its default: OSLO_LOCK_PATH, else empty.
+        let conf = parse_env(
+            "[oslo_concurrency]\ndisable_process_locking = ${lock_path}false\n",
+            &[],
+        )
+        .unwrap();
+        assert!(!conf.disable_process_locking);
+        let conf = parse_env(
+            "[oslo_concurrency]\nlock_path = ${lock_path}/x\n",
+            &[(LOCK_PATH_ENV, "/env/$$dir")],
+        )
+        .unwrap_err();
+        assert!(conf.1.contains("loop of references"), "{conf:?}");
+        let conf = parse_env(
+            "[oslo_concurrency]\ndisable_process_locking = $lock_path\n",
+            &[(LOCK_PATH_ENV, "$$yes")],
+        );
+        assert!(conf.unwrap_err().1.contains("\"$yes\" is not a boolean"));
+        // The default applies later, so that set_defaults wins over OSLO_LOCK_PATH.
+        let conf = parse_env("[x]\n", &[(LOCK_PATH_ENV, "/env")]).unwrap();
+        assert_eq!(conf.lock_path, None);
+        let conf = LockConfig::parse_with_env(
+            "[oslo_concurrency]\ndisable_process_locking = $lock_path\n",
+            Some(PathBuf::from("on")),
+            &|name| Ok((name == LOCK_PATH_ENV).then(|| "off".to_owned())),
+        );
+        assert!(conf.unwrap().disable_process_locking);
+    }
+
+    #[test]
+    fn substitutions_oslo_config_cannot_make_the_same_are_errors() {
+        for (body, cause) in [
+            ("lock_path = $state_path/tmp", "interpolation ($state_path)"),
+            (
+                "lock_path = ${state_path}/tmp",
+                "interpolation ($state_path)",
+            ),
+            ("lock_path = $lock_path.d", "interpolation ($lock_path.d)"),
+            ("lock_path = ${OSLO_CONCURRENCY.lock_path}", "interpolation"),
+            ("lock_path = $LOCK_PATH", "interpolation ($LOCK_PATH)"),
+            ("lock_path = /$\u{17f}x", "interpolation ($\u{17f}x)"),
+            ("lock_path = $backend_url", "interpolation"),
+            ("lock_path = ${DEFAULT.state_path}", "interpolation"),
+            (
+                "lock_path = /a/$lock_path",
+                "loop of references through $lock_path",
+            ),
+            (
+                "lock_path = $disable_process_locking\ndisable_process_locking = $lock_path",
+                "loop of references",
+            ),
+        ] {
+            let (line, reason) = error_of(&format!("[oslo_concurrency]\n{body}\n"));
+            assert!(line == 2 || line == 3, "{body}: {line}");
+            assert!(reason.contains(cause), "{body}: {reason}");
+        }
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_as_in_oslo_config() {
+        let text = "[oslo_concurrency]\nlock_path = /file\ndisable_process_locking = no\n";
+        let conf = parse_env(
+            text,
+            &[
+                (
+                    "OS_OSLO_CONCURRENCY__LOCK_PATH",
+                    "/env/$disable_process_locking",
+                ),
+                ("OS_OSLO_CONCURRENCY__DISABLE_PROCESS_LOCKING", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/env/True")));
+        assert!(conf.disable_process_locking);
+        // Set but empty still wins.
+        let conf = parse_env(text, &[("OS_OSLO_CONCURRENCY__LOCK_PATH", "")]).unwrap();
+        assert_eq!(conf.lock_path, None);
+        let (line, reason) = parse_env(
+            text,
+            &[("OS_OSLO_CONCURRENCY__DISABLE_PROCESS_LOCKING", "maybe")],
+        )
+        .unwrap_err();
+        assert_eq!(line, 0);
+        assert!(
+            reason.contains("OS_OSLO_CONCURRENCY__DISABLE_PROCESS_LOCKING")
+                && reason.contains("not a boolean"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nova.conf");
+        fs::write(
+            &path,
+            "[DEFAULT]\ndebug = true\n[oslo_concurrency]\n lock_path = /a\n",
+        )
+        .unwrap();
+        let err = LockConfig::from_ini_file(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:4: unexpected continuation line \" lock_path = /a\" (a line starting with \
+                 white space continues the value of the line before; here there is none)",
+                path.display()
+            )
+        );
+        assert!(matches!(err, Error::Config { line: 4, .. }));
     }
 
     #[test]

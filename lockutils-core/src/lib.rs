@@ -35,6 +35,7 @@ pub mod external;
 pub mod fair;
 mod file;
 mod file_wait;
+mod ini;
 pub mod lock;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod lock_dir;
