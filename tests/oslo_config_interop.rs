@@ -7,6 +7,8 @@
 //! `scripts/oslo-venv`); with `LOCKUTILS_REQUIRE_OSLO=1` it cannot silently skip.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -249,23 +251,7 @@ const CORPUS: &[(&str, &[u8], Expect)] = &[
 ];
 
 fn python() -> Option<String> {
-    match std::env::var("LOCKUTILS_OSLO_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ => {
-            assert!(
-                std::env::var_os("LOCKUTILS_REQUIRE_OSLO").is_none(),
-                "LOCKUTILS_REQUIRE_OSLO is set but LOCKUTILS_OSLO_PYTHON is not"
-            );
-            // Written to the stream directly: the test harness would swallow `eprintln!`.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: LOCKUTILS_OSLO_PYTHON is not set; run scripts/test (or set it to the \
-                 python of `scripts/oslo-venv`) to test against the real oslo.config"
-            );
-            None
-        }
-    }
+    common::oslo_python("oslo.config")
 }
 
 /// What one side made of a file: `(lock_path, disable_process_locking)`, or the error.

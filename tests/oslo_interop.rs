@@ -52,23 +52,7 @@ elif role == "count":
 "#;
 
 fn python() -> Option<String> {
-    match std::env::var("LOCKUTILS_OSLO_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ => {
-            assert!(
-                std::env::var_os("LOCKUTILS_REQUIRE_OSLO").is_none(),
-                "LOCKUTILS_REQUIRE_OSLO is set but LOCKUTILS_OSLO_PYTHON is not"
-            );
-            // Written to the stream directly: the test harness would swallow `eprintln!`.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: LOCKUTILS_OSLO_PYTHON is not set; run scripts/test (or set it to the \
-                 python of `scripts/oslo-venv`) to test against the real oslo.concurrency"
-            );
-            None
-        }
-    }
+    common::oslo_python("oslo.concurrency")
 }
 
 fn oslo(python: &str, args: &[&str]) -> Proc {

@@ -51,3 +51,26 @@ pub fn increment_counter(path: &std::path::Path) {
     let value = read_counter(path);
     std::fs::write(path, (value + 1).to_string()).expect("write counter");
 }
+
+/// The python of the virtualenv with the real oslo packages (`LOCKUTILS_OSLO_PYTHON`), or
+/// `None` after saying, visibly, that the test against the real `package` is skipped; a
+/// missing python fails instead when `LOCKUTILS_REQUIRE_OSLO` is set.
+pub fn oslo_python(package: &str) -> Option<String> {
+    match std::env::var("LOCKUTILS_OSLO_PYTHON") {
+        Ok(python) if !python.is_empty() => Some(python),
+        _ => {
+            assert!(
+                std::env::var_os("LOCKUTILS_REQUIRE_OSLO").is_none(),
+                "LOCKUTILS_REQUIRE_OSLO is set but LOCKUTILS_OSLO_PYTHON is not"
+            );
+            // Written to the stream directly: the test harness would swallow `eprintln!`.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: LOCKUTILS_OSLO_PYTHON is not set; run scripts/test (or set it to the \
+                 python of `scripts/oslo-venv`) to test against the real {package}"
+            );
+            None
+        }
+    }
+}
