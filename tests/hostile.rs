@@ -371,3 +371,31 @@ fn a_lock_path_that_is_a_file_is_a_clear_error() {
         "{text}"
     );
 }
+
+#[test]
+fn a_device_node_is_refused_without_being_opened() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: creating a device node needs root");
+        return;
+    }
+    let d = dir();
+    let node = std::ffi::CString::new(path_str(&d.path().join("dev"))).unwrap();
+    // The null device's numbers (1, 3): harmless if it were opened, but it must not be.
+    // SAFETY: a valid NUL-terminated path.
+    let rc = unsafe { libc::mknod(node.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+    if rc != 0 {
+        eprintln!(
+            "skipped: mknod refused here: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let err = lock("dev")
+        .external(true)
+        .lock_path(d.path())
+        .acquire()
+        .unwrap_err();
+    assert!(matches!(err, Error::UnsafeLockFile { .. }), "{err}");
+    assert!(err.to_string().contains("device"), "{err}");
+}

@@ -674,6 +674,14 @@ impl Held {
 ///
 /// The guard is bound to the thread that took it (not `Send`): the fair lock is reentrant per
 /// thread, and a guard moved elsewhere would let two threads in.
+///
+/// # After `fork()`
+/// A child process forked while the guard is held has a copy of it, but not the lock: the
+/// external lock stays its parent's. Dropping the copy in the child (or ending the child in
+/// any way) leaves the parent's lock held; the child only closes its inherited descriptor.
+/// The child must not act as the holder. It may take locks of its own, including this name,
+/// which it then waits for like any other process. To hand a lock file to a program the
+/// process starts, use [`share_with_child`](Self::share_with_child).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
     held: Held,
