@@ -679,8 +679,9 @@ impl Held {
 /// A child process forked while the guard is held has a copy of it, but not the lock: the
 /// external lock stays its parent's. Dropping the copy in the child (or ending the child in
 /// any way) leaves the parent's lock held; the child only closes its inherited descriptor.
-/// The child must not act as the holder. It may take locks of its own, including this name,
-/// which it then waits for like any other process. To hand a lock file to a program the
+/// The child must not act as the holder. Once it has dropped its copy, it may take this name
+/// for itself, waiting for its parent like any other process (with the copy still alive it
+/// would wait for its own copy of the in-process lock). To hand a lock file to a program the
 /// process starts, use [`share_with_child`](Self::share_with_child).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
