@@ -244,6 +244,40 @@ fn a_directory_swapped_for_a_link_while_a_waiter_waits_creates_nothing_outside()
 }
 
 #[test]
+fn a_directory_swapped_for_a_link_while_a_task_waits_creates_nothing_outside() {
+    let (d, victim) = (dir(), dir());
+    let locks = d.path().join("locks");
+    let moved = d.path().join("moved");
+    std::fs::create_dir(&locks).unwrap();
+    let mut holder = spawn("hold", &["job", path_str(&locks)]);
+    holder.expect("held");
+    let waiter = {
+        let locks = locks.clone();
+        thread::spawn(move || {
+            futures::executor::block_on(async {
+                let guard = lock("job")
+                    .external(true)
+                    .lock_path(&locks)
+                    .acquire_async()
+                    .await;
+                guard.map(|g| g.is_external())
+            })
+        })
+    };
+    // The task's helper thread waits in the kernel.
+    wait_for_blocked_waiters(&locks.join("job"), 1);
+    swap_for_link(&locks, &moved, victim.path());
+    std::fs::remove_file(moved.join("job")).unwrap();
+    assert_eq!(holder.code(), 0);
+    assert!(waiter.join().unwrap().unwrap());
+    assert!(
+        !victim.path().join("job").exists(),
+        "a lock file was created outside the lock directory"
+    );
+    assert!(moved.join("job").exists());
+}
+
+#[test]
 fn a_directory_swapped_between_listing_and_removal_steers_no_removal() {
     let (d, victim) = (dir(), dir());
     let locks = d.path().join("locks");

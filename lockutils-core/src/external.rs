@@ -172,6 +172,7 @@ impl ExternalBackend for FileBackend {
         state.update(target)?;
         LockFile::acquire(
             &mut state.slot.file,
+            &mut None,
             target.name,
             &state.slot.path,
             Mode::Exclusive,
@@ -412,6 +413,7 @@ impl GatedFile {
     fn lock_file(&self, mode: Mode, wait: Wait, deadline: Option<Instant>) -> Result<(), Error> {
         LockFile::acquire(
             &mut self.slot.lock().file,
+            &mut None,
             &self.name,
             &self.path,
             mode,

@@ -159,9 +159,12 @@ impl LockFile {
 
     /// Takes the lock as `wait` allows, reopening the path if the file was deleted or
     /// replaced. `slot` holds the open file (reused if it is for `path`); on success it holds
-    /// the locked file. `pause` is the longest pause between two tries of a timed wait.
+    /// the locked file. `dir` is the directory of `path` as this operation opened it (opened
+    /// here when first needed, and kept for the operation's later calls). `pause` is the
+    /// longest pause between two tries of a timed wait.
     pub(crate) fn acquire(
         slot: &mut Option<LockFile>,
+        dir: &mut Option<Dir>,
         name: &str,
         path: &Path,
         mode: Mode,
@@ -183,15 +186,15 @@ impl LockFile {
         // Each retry follows a deletion of the file; bounded so that a tight loop of deleters
         // cannot keep a try from returning.
         let mut retries = 0u32;
-        // The directory is opened once for the whole call, when a file must be opened: every
-        // reopen after a deletion, and every check, goes through the same descriptor.
-        let mut dir: Option<Dir> = None;
+        // The directory is opened once for the whole operation (`dir` keeps it across the
+        // calls of one), when a file must be opened: every reopen after a deletion, and every
+        // check, goes through the same descriptor.
         loop {
             let (file, fresh) = match slot {
                 Some(file) => (file, false),
                 None => {
                     let dir = match dir {
-                        Some(ref dir) => dir,
+                        Some(dir) => &*dir,
                         None => dir.insert(Dir::for_lock_file(name, path)?),
                     };
                     (slot.insert(LockFile::open_in(name, dir, path)?), true)
@@ -206,7 +209,7 @@ impl LockFile {
             if !locked {
                 return Err(Error::acquire_failed(name, wait.waited()));
             }
-            let valid = match (fresh, &dir) {
+            let valid = match (fresh, &*dir) {
                 (true, Some(dir)) => file.is_still_in(dir),
                 _ => file.is_linked(),
             };
@@ -641,6 +644,16 @@ impl Dir {
                 path: path.to_owned(),
             })
         }
+    }
+
+    /// Another descriptor of the same open directory (for another thread's part of one
+    /// operation).
+    pub(crate) fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            fd: self.fd.try_clone()?,
+            path: self.path.clone(),
+        })
     }
 
     /// The path the directory was opened by.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::external::DEFAULT_DELAY;
-use crate::file::{LockFile, Mode};
+use crate::file::{Dir, LockFile, Mode};
 use crate::queue::Wait;
 use crate::timer::Deadline;
 
@@ -44,8 +44,22 @@ pub(crate) struct FileSlot {
 const HELPER_THREADS: bool = cfg!(any(target_os = "linux", target_os = "android", windows));
 
 /// One try on the slot's file: `Ok(true)` if it is now locked, `Ok(false)` if it is held.
-fn try_slot(slot: &mut FileSlot, name: &str, mode: Mode, pause: Duration) -> Result<bool, Error> {
-    match LockFile::acquire(&mut slot.file, name, &slot.path, mode, Wait::Never, pause) {
+fn try_slot(
+    slot: &mut FileSlot,
+    dir: &mut Option<Dir>,
+    name: &str,
+    mode: Mode,
+    pause: Duration,
+) -> Result<bool, Error> {
+    match LockFile::acquire(
+        &mut slot.file,
+        dir,
+        name,
+        &slot.path,
+        mode,
+        Wait::Never,
+        pause,
+    ) {
         Ok(()) => Ok(true),
         Err(e) if e.is_acquire_failed() => Ok(false),
         Err(e) => Err(e),
@@ -54,8 +68,10 @@ fn try_slot(slot: &mut FileSlot, name: &str, mode: Mode, pause: Duration) -> Res
 
 /// Tries the slot's file at growing intervals (50 µs up to `pause`), sleeping on the
 /// lockutils timer in between: the async wait where helper threads cannot be used.
+#[allow(clippy::too_many_arguments)]
 async fn poll_file<X>(
     cell: &Mutex<X>,
+    dir: &mut Option<Dir>,
     slot_of: &impl Fn(&mut X) -> &mut FileSlot,
     name: &str,
     mode: Mode,
@@ -69,7 +85,7 @@ async fn poll_file<X>(
         let wake_at = Instant::now() + next;
         let wake_at = deadline.map_or(wake_at, |d| d.min(wake_at));
         crate::timer::Sleep::until(wake_at).await;
-        if try_slot(slot_of(&mut cell.lock()), name, mode, pause)? {
+        if try_slot(slot_of(&mut cell.lock()), dir, name, mode, pause)? {
             return Ok(());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -92,11 +108,14 @@ pub(crate) async fn lock_async<X>(
     deadline: Option<Instant>,
     pause: Duration,
 ) -> Result<(), Error> {
+    // The lock directory as this operation opened it: every try, and the helper thread's
+    // wait, open and check the file through it.
+    let mut dir: Option<Dir> = None;
     loop {
         let helper = {
             let mut guard = cell.lock();
             let slot = slot_of(&mut guard);
-            match try_slot(slot, name, mode, pause) {
+            match try_slot(slot, &mut dir, name, mode, pause) {
                 Ok(true) => return Ok(()),
                 Ok(false) if wait != Wait::Never => {}
                 Ok(false) => return Err(Error::acquire_failed(name, None)),
@@ -106,7 +125,14 @@ pub(crate) async fn lock_async<X>(
                 return Err(Error::acquire_failed(name, wait.waited()));
             }
             if HELPER_THREADS {
-                Some(helpers().adopt_or_spawn(name, &slot.path, mode)?)
+                let helper_dir = match &dir {
+                    Some(d) => Some(
+                        d.try_clone()
+                            .map_err(|e| Error::io(name, d.path().to_owned(), "open", e))?,
+                    ),
+                    None => None,
+                };
+                Some(helpers().adopt_or_spawn(name, &slot.path, mode, helper_dir)?)
             } else {
                 None
             }
@@ -114,7 +140,7 @@ pub(crate) async fn lock_async<X>(
         // (Decided inside the block above, awaited outside it: no lock guard lives across
         // an await, so the future stays `Send`.)
         let Some(helper) = helper else {
-            return poll_file(cell, &slot_of, name, mode, wait, deadline, pause).await;
+            return poll_file(cell, &mut dir, &slot_of, name, mode, wait, deadline, pause).await;
         };
         let waited = WaitForFile::new(helper);
         let outcome = match deadline {
@@ -158,6 +184,7 @@ impl Helpers {
         name: &str,
         path: &Path,
         mode: Mode,
+        dir: Option<Dir>,
     ) -> Result<Arc<FileWaiter>, Error> {
         let mut running = self.running.lock();
         if let Some(helper) = running.get(&(path.to_owned(), mode))
@@ -165,7 +192,7 @@ impl Helpers {
         {
             return Ok(helper.clone());
         }
-        let helper = FileWaiter::spawn(name, path.to_owned(), mode)?;
+        let helper = FileWaiter::spawn(name, path.to_owned(), mode, dir)?;
         running.insert((path.to_owned(), mode), helper.clone());
         Ok(helper)
     }
@@ -202,7 +229,13 @@ struct State {
 
 impl FileWaiter {
     /// Starts a helper thread that waits for the lock file at `path`.
-    pub(crate) fn spawn(name: &str, path: PathBuf, mode: Mode) -> Result<Arc<Self>, Error> {
+    /// `dir` is the lock directory as the waiting task's operation opened it, if it did.
+    pub(crate) fn spawn(
+        name: &str,
+        path: PathBuf,
+        mode: Mode,
+        dir: Option<Dir>,
+    ) -> Result<Arc<Self>, Error> {
         let waiter = Arc::new(Self {
             path: path.clone(),
             mode,
@@ -217,15 +250,16 @@ impl FileWaiter {
         let (thread_name, thread_path) = (name.to_owned(), path.clone());
         std::thread::Builder::new()
             .name("lockutils-file-wait".into())
-            .spawn(move || helper.run(&thread_name, thread_path))
+            .spawn(move || helper.run(&thread_name, thread_path, dir))
             .map_err(|e| Error::io(name, path, "start a thread to wait for", e))?;
         Ok(waiter)
     }
 
-    fn run(&self, name: &str, path: PathBuf) {
+    fn run(&self, name: &str, path: PathBuf, mut dir: Option<Dir>) {
         let mut slot = None;
         let result = LockFile::acquire(
             &mut slot,
+            &mut dir,
             name,
             &path,
             self.mode,
