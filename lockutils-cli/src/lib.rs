@@ -2,7 +2,8 @@
 //!
 //! Exit statuses:
 //! - the command's own status when it ran; `128 + N` when a signal N killed it;
-//! - [`EXIT_USAGE`] (2) for a usage error;
+//! - [`EXIT_USAGE`] (2) for a usage error or missing configuration (no lock directory, or
+//!   one that does not exist), with a message naming the flag or variable to set;
 //! - [`EXIT_NOT_FOUND`] (127) when the command does not exist, [`EXIT_CANNOT_RUN`] (126)
 //!   when it cannot be run;
 //! - [`EXIT_LOCK_FAILED`] (75, `EX_TEMPFAIL`) when `lockutils run` did not get its lock;
@@ -230,23 +231,29 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
         eprintln!("usage: lockutils run NAME [OPTIONS] -- COMMAND [ARGS...]");
         return EXIT_USAGE;
     };
-    let lock_path = options.lock_path.as_deref();
-    let file = lockutils::lock_file_path(&options.name, options.prefix.as_deref(), lock_path);
     // A backend URL (LOCKUTILS_BACKEND_URL) moves external locks off lock files.
     let url = backend_url();
-    let shown = match &url {
-        Some(url) => format!("on {}", lockutils::redact_url(url)),
-        None => format!(
-            "file {}",
-            file.as_ref()
-                .map_or_else(|_| "?".to_owned(), |f| f.display().to_string())
-        ),
+    let on_files = (options.external || options.shared) && url.is_none();
+    let file = match check_run_options(options, on_files) {
+        Ok(file) => file,
+        Err(message) => {
+            eprintln!("{PROGRAM}: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    let lock_path = options.lock_path.as_deref();
+    // Where the lock is, for a busy lock's message (other errors say it themselves).
+    let place = match (&url, &file) {
+        (Some(url), _) => format!(" on {}", lockutils::redact_url(url)),
+        (None, Some(file)) => format!(" (file {})", file.display()),
+        (None, None) => String::new(),
     };
     let failed = |e: lockutils::Error| {
-        eprintln!("{PROGRAM}: lock {} ({shown}): {e}", options.name);
         if e.is_acquire_failed() {
+            eprintln!("{PROGRAM}: {e}{place}");
             EXIT_LOCK_FAILED
         } else {
+            eprintln!("{PROGRAM}: {e}");
             EXIT_ERROR
         }
     };
@@ -260,9 +267,8 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
             })
             .unwrap_or_else(failed);
         }
-        let path = match file {
-            Ok(path) => path,
-            Err(e) => return failed(e),
+        let Some(path) = file else {
+            unreachable!("a shared run on files has a lock file")
         };
         let rw = lockutils::InterProcessReaderWriterLock::new(path);
         let guard = match (options.nonblocking, options.timeout) {
@@ -300,6 +306,49 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
         }
         Err(e) => failed(e),
     }
+}
+
+/// What `run` can tell is wrong before it tries the lock: a message that names the flag or
+/// variable to fix (exit [`EXIT_USAGE`]). On lock files, returns the lock file's path.
+fn check_run_options(options: &RunOptions, on_files: bool) -> Result<Option<PathBuf>, String> {
+    if let Some(prefix) = &options.prefix
+        && prefix.contains(['/', '\\', '\0'])
+    {
+        return Err(format!(
+            "--prefix {prefix:?}: a lock file prefix cannot contain '/', '\\' or a NUL byte"
+        ));
+    }
+    if !on_files {
+        return Ok(None);
+    }
+    let (dir, from) = match &options.lock_path {
+        Some(dir) => (dir.clone(), "--lock-path"),
+        None => match lockutils::LockConfig::from_env().lock_path {
+            Some(dir) => (dir, lockutils::LOCK_PATH_ENV),
+            None => {
+                return Err(
+                    "no lock directory: pass --lock-path or set OSLO_LOCK_PATH (or --external \
+                     false for a lock inside this process only)"
+                        .to_owned(),
+                );
+            }
+        },
+    };
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(format!("{from} {}: not a directory", dir.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(format!(
+                "{from} {}: no such directory (lockutils run does not create lock \
+                 directories: check the path, or create it)",
+                dir.display()
+            ));
+        }
+        Err(e) => return Err(format!("{from} {}: {e}", dir.display())),
+    }
+    lockutils::lock_file_path(&options.name, options.prefix.as_deref(), Some(&dir))
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Has the kernel kill the process `command` starts (SIGKILL) when this process dies: what
@@ -360,11 +409,24 @@ use lockutils::lock_dir::{LockDirectory, LockFileState, Removal};
 
 /// Opens `dir` for `list`/`clean`, or says why not (and returns the exit status).
 fn open_dir(program: &str, dir: &std::path::Path) -> Result<LockDirectory, i32> {
-    LockDirectory::open(dir).map_err(|e| {
-        eprintln!("{program}: {}: {e}", dir.display());
-        if e.kind() == io::ErrorKind::NotFound {
+    LockDirectory::open(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            eprintln!(
+                "{program}: lock directory {}: no such directory (check --lock-path or \
+                 OSLO_LOCK_PATH)",
+                dir.display()
+            );
             EXIT_USAGE
-        } else {
+        }
+        io::ErrorKind::NotADirectory => {
+            eprintln!(
+                "{program}: lock directory {}: not a directory",
+                dir.display()
+            );
+            EXIT_USAGE
+        }
+        _ => {
+            eprintln!("{program}: lock directory {}: {e}", dir.display());
             EXIT_ERROR
         }
     })

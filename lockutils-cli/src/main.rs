@@ -6,11 +6,24 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// Every status the command line can return, shown by `--help`.
+const EXIT_STATUSES: &str = "\
+Exit statuses:
+  N      run, wrapper: the command's own status (128+N if signal N killed it)
+  0      list, clean: done
+  1      an error while working (a message on stderr says what and where); wrapper: the
+         command succeeded but its lock directory could not be removed
+  2      usage error or missing configuration (a message names the flag or variable to set)
+  75     run: the lock was not taken (held, with --nonblocking or --timeout)
+  126    run, wrapper: the command could not be run
+  127    run, wrapper: the command was not found";
+
 #[derive(Parser)]
 #[command(
     name = "lockutils",
     version,
-    about = "Named locks from the shell, compatible with oslo.concurrency"
+    about = "Named locks from the shell, compatible with oslo.concurrency",
+    after_help = EXIT_STATUSES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -22,9 +35,10 @@ enum Commands {
     /// Run a command holding a named lock, then release it.
     ///
     /// Exits with the command's status, or 75 if the lock was not taken
-    /// (with --nonblocking or --timeout).
+    /// (with --nonblocking or --timeout); 2 if the lock directory is missing.
     ///
     /// Example: lockutils run nova-compute --lock-path /var/lib/nova/tmp -- ./migrate.sh
+    #[command(after_help = EXIT_STATUSES)]
     Run {
         /// The lock name.
         name: String,
@@ -109,6 +123,7 @@ fn lock_dir(given: Option<PathBuf>) -> Option<PathBuf> {
     let dir = given.or_else(|| lockutils::LockConfig::from_env().lock_path);
     if dir.is_none() {
         eprintln!("lockutils: no lock directory: pass --lock-path or set OSLO_LOCK_PATH");
+        // (exit status 2: missing configuration)
     }
     dir
 }

@@ -693,3 +693,95 @@ fn a_killed_run_on_a_server_takes_its_command_down_with_it() {
         drop(stdin);
     }
 }
+
+#[test]
+fn errors_are_one_line_name_what_to_fix_and_use_documented_statuses() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let missing = d.path().join("typo/locks");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["run", "job", "--", "true"],
+            "lockutils run: no lock directory: pass --lock-path or set OSLO_LOCK_PATH",
+        ),
+        (
+            &[
+                "run",
+                "job",
+                "--lock-path",
+                missing.to_str().unwrap(),
+                "--",
+                "true",
+            ],
+            "lockutils run: --lock-path",
+        ),
+        (
+            &[
+                "run",
+                "job",
+                "--prefix",
+                "a/b",
+                "--lock-path",
+                dir,
+                "--",
+                "true",
+            ],
+            "lockutils run: --prefix \"a/b\"",
+        ),
+        (
+            &["list", "--lock-path", missing.to_str().unwrap()],
+            "lockutils list: lock directory",
+        ),
+        (
+            &["clean", "--lock-path", missing.to_str().unwrap()],
+            "lockutils clean: lock directory",
+        ),
+    ];
+    for (args, start) in cases {
+        let out = Command::new(LOCKUTILS)
+            .args(args)
+            .env_remove("OSLO_LOCK_PATH")
+            .env_remove("LOCKUTILS_BACKEND_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with(start), "{args:?}: {stderr}");
+        assert!(stderr.matches("job").count() <= 1, "{args:?}: {stderr}");
+    }
+    assert!(
+        !d.path().join("typo").exists(),
+        "a mistyped --lock-path was created"
+    );
+    // A busy lock: exit 75, the lock named once, with its file.
+    let held = holding_run(dir, "job", false);
+    let out = Command::new(LOCKUTILS)
+        .args([
+            "run",
+            "job",
+            "--lock-path",
+            dir,
+            "--nonblocking",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!("lockutils run: Failed to acquire the lock job (file {dir}/job)")
+    );
+    release(held);
+    // Every status is documented in --help.
+    let help = Command::new(LOCKUTILS).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for status in ["0 ", "1 ", "2 ", "75 ", "126 ", "127 "] {
+        assert!(
+            help.contains(&format!("  {status}")),
+            "{status} missing: {help}"
+        );
+    }
+}
