@@ -89,8 +89,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(busy);
 
     println!("\n== Across processes: 3 processes add {INCREMENTS} each to one counter file ==");
-    let dir = std::env::temp_dir().join(format!("lockutils-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Removed when `temp` drops, on an error too.
+    let temp = tempfile::Builder::new()
+        .prefix("lockutils-demo-")
+        .tempdir()?;
+    let dir = temp.path().to_owned();
     let started = Instant::now();
     let workers: Vec<_> = (0..3)
         .map(|_| {
@@ -110,7 +113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64() * 1e3,
         dir.join("demo-counter").display()
     );
-    std::fs::remove_dir_all(&dir)?;
+    temp.close()?;
     Ok(())
 }
 

@@ -4,6 +4,8 @@
 //! `cargo run --example synchronized`
 
 use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -32,14 +34,24 @@ fn refresh_cache() -> io::Result<&'static str> {
     Ok("refreshed")
 }
 
-nova_synchronized!("compute-resources", external = true, lock_path = std::env::temp_dir();
-    /// Across processes too: the lock file is `nova-compute-resources` in the temp directory.
+/// The service's lock directory (a real service reads it from its config: `lock_path`).
+static LOCK_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+fn lock_dir() -> &'static Path {
+    LOCK_DIR.get().expect("set in main")
+}
+
+nova_synchronized!("compute-resources", external = true, lock_path = lock_dir();
+    /// Across processes too: the lock file is `nova-compute-resources` in the lock directory.
     fn claim_resources(cpus: u32) -> io::Result<u32> {
         Ok(cpus)
     }
 );
 
 fn main() -> io::Result<()> {
+    // A lock directory of its own, removed when `temp` drops (on an error too).
+    let temp = tempfile::tempdir()?;
+    LOCK_DIR.get_or_init(|| temp.path().to_owned());
     let instances = [
         Instance {
             uuid: "a1",
@@ -88,5 +100,5 @@ fn main() -> io::Result<()> {
         "claimed {} cpus under the nova lock file",
         claim_resources(4)?
     );
-    Ok(())
+    temp.close()
 }
