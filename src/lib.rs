@@ -133,6 +133,11 @@ pub mod lock_dir {
     pub use lockutils_core::lock_dir::*;
 }
 
+/// The README's Rust examples, compiled and run as doctests so that none can rot or hang.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Support for the code the macros generate. Not a public API.
 #[doc(hidden)]
 pub mod __private {
