@@ -514,7 +514,7 @@ impl PgLock {
 
 impl PgGuard<'_> {
     /// [`is_held`](Self::is_held) for async code: asks the server (at most
-    /// [`IS_HELD_TIMEOUT`]) whether the session still holds the lock. A guard from the
+    /// [`IS_HELD_TIMEOUT`](crate::IS_HELD_TIMEOUT), or the answer timeout if shorter) whether the session still holds the lock. A guard from the
     /// blocking API is checked as [`is_held`](Self::is_held) does, blocking the thread.
     pub async fn is_held_async(&self) -> Result<bool, Error> {
         let inner: &Inner = &self.lock.backend.inner;

@@ -22,8 +22,10 @@
 //!   by the server the moment the session ends — a crashed holder frees the lock for the next
 //!   waiter at once.
 //! - **Waiting is the server's.** A blocking acquire waits in the server's lock queue (no
-//!   polling); a timed one sets `lock_timeout`, and the server gives up (SQLSTATE 55P03, turned
-//!   into [`Error::AcquireLockFailed`]); a non-blocking one is `pg_try_advisory_lock`.
+//!   polling of the lock: its place in the queue is kept, and a release hands the lock on at
+//!   once); a timed one sets `lock_timeout`, and the server gives up (SQLSTATE 55P03, turned
+//!   into [`Error::AcquireLockFailed`]); a non-blocking one is `pg_try_advisory_lock`. While
+//!   it waits, the server's liveness is checked (see "A server that stops answering").
 //! - **Keys** are a documented 64-bit hash of the full lock name (see [`key`](mod@key)), so
 //!   that other clients — Python, SQL — take the same lock.
 //! - **Shared locks** (`pg_advisory_lock_shared`) through [`PgLock::read`].
@@ -46,7 +48,7 @@
 //!   first checkpoint after the promotion is done.
 //! - **Lock loss** is visible: [`LockGuard::is_external_held`](lockutils_core::LockGuard::is_external_held) and
 //!   [`PgGuard::is_held`] ask the server whether the session still holds the lock, waiting
-//!   at most [`IS_HELD_TIMEOUT`] for the answer.
+//!   at most [`IS_HELD_TIMEOUT`] (or the answer timeout, if shorter) for the answer.
 //!
 //! ## Async code
 //! With the `async` feature, the connections of awaited locks run on one small runtime of
@@ -54,13 +56,15 @@
 //! pooled by one runtime serves any other, and a runtime that stops being driven strands no
 //! lock. Dropping a guard of an awaited lock waits for the server to confirm the release (one
 //! round trip), so that the in-process lock is not free while the server still holds the
-//! lock; a server that does not answer within [`RELEASE_TIMEOUT`] has the session closed,
-//! which frees the lock as soon as the server notices.
+//! lock; a server that does not answer within [`RELEASE_TIMEOUT`] (or the answer timeout, if
+//! shorter) has the session closed, which frees the lock as soon as the server notices. The
+//! blocking API releases the same way.
 //!
-//! The blocking API works inside async tasks too (the `postgres` crate blocks on a runtime of
-//! its own, which cannot run on a thread that drives another runtime: there, each blocking
-//! call, and each close of a session, moves to a thread of its own), but it blocks the
-//! executor's thread while it waits: in async code prefer `acquire_async()`.
+//! The blocking API works inside async tasks too (each blocking session blocks on a
+//! current-thread runtime of its own, which cannot run on a thread that drives another
+//! runtime: there, each blocking call, and each close of a session, moves to a thread of its
+//! own), but it blocks the executor's thread while it waits: in async code prefer
+//! `acquire_async()`.
 //!
 //! ## Connections
 //! Unless the URL says otherwise, connections time out after [`DEFAULT_CONNECT_TIMEOUT`]
@@ -68,9 +72,11 @@
 //! send TCP keepalives after [`DEFAULT_KEEPALIVES_IDLE`] of silence (every
 //! [`DEFAULT_KEEPALIVES_INTERVAL`], [`DEFAULT_KEEPALIVES_RETRIES`] times), give up on data
 //! unacknowledged for [`DEFAULT_TCP_USER_TIMEOUT`], and set `application_name=lockutils`: a
-//! client notices a vanished server within about 30 s, also while it waits for a lock. A
-//! timed acquire bounds its connecting by what remains of its timeout as well (if that is
-//! shorter), so that an unreachable server does not make it wait longer than asked. How fast
+//! client notices a vanished host within about 30 s, also while it waits for a lock. The
+//! connect timeout bounds the whole set-up (socket, authentication, settings), not only the
+//! socket's connect. A timed acquire bounds its connecting by what remains of its timeout as
+//! well (if that is shorter), so that an unreachable server does not make it wait longer than
+//! asked. How fast
 //! a vanished *client* host is noticed — and its lock given to the next waiter — is up to the
 //! server: `tcp_keepalives_idle`,
 //! `tcp_keepalives_interval`, `tcp_keepalives_count` and `tcp_user_timeout` bound it (by
@@ -79,9 +85,42 @@
 //! the session of a lock held without queries for longer than that: leave it unset (0) for
 //! lock users, or hold locks for less.
 //!
-//! A blocking wait sets `statement_timeout = 0` for itself: its only bound is the lock's own
-//! timeout (`lock_timeout`). A URL listing several hosts should say
+//! A blocking wait sets `statement_timeout = 0` for itself: on the server, its only bound is
+//! the lock's own timeout (`lock_timeout`). A URL listing several hosts should say
 //! `target_session_attrs=read-write`: a standby cannot give fencing tokens, and refuses.
+//!
+//! ## A server that stops answering
+//! A server whose processes are stopped or stuck (SIGSTOP, a hung disk, a frozen VM seen
+//! through a live proxy) still has its kernel accept and acknowledge TCP: neither the connect
+//! timeout on the socket nor keepalives nor `tcp_user_timeout` fire. So every call is also
+//! bounded by the client, with the **answer timeout** ([`DEFAULT_ANSWER_TIMEOUT`], 10 s,
+//! unless the URL sets `answer_timeout`, in seconds: `?answer_timeout=2.5`):
+//! - **Connecting** (the whole set-up) takes at most the connect timeout.
+//! - **Every round trip that does not wait in the lock queue** — the try (with its fencing
+//!   token), a release, a check, [`PgBackend::query`] — waits at most the answer timeout
+//!   ([`RELEASE_TIMEOUT`] and [`IS_HELD_TIMEOUT`], 5 s, bound releases and checks if
+//!   shorter).
+//! - **A timed acquire** (`timeout(d)`) gives up at most `d` plus [`TIMEOUT_GRACE`] (1 s, or
+//!   the answer timeout if shorter) after it starts: each of its round trips is bounded by what
+//!   is left of that too. A non-blocking one, by the connect timeout (a new session) and the
+//!   answer timeout (the try).
+//! - **A wait in the server's queue** says nothing until the lock is granted, so it cannot be
+//!   bounded by itself. Every half answer timeout of waiting, the waiter asks the server for
+//!   an empty query on another session (an idle one of the pool, or a new one), bounded by the
+//!   answer timeout (or connect timeout); the wait goes on in its place in the queue if the
+//!   server answers, and fails if it does not. A blocking acquire with no timeout thus notices
+//!   a server that stopped answering within **1.5 × the answer timeout** (15 s by default):
+//!   a check after at most half of it, and that check's bound. The check costs one round trip
+//!   per waiter every 5 s (by default), and nothing on the handoff: the waiting statement is
+//!   never interrupted.
+//!
+//! A server that did not answer is an [`Error::Backend`] naming the lock, the server (no
+//! password) and the cause ("the server did not answer within …"). A session given up on
+//! while taking or releasing a lock is closed at once (its statement may still be queued on
+//! the server, which ends it when it reads again); a check given up on leaves the session to
+//! its guard. Lower `answer_timeout` to notice sooner; raise it for a server that may pause
+//! for long (its waits are checked, not cut: only a server that answers nothing in that time
+//! fails them).
 //!
 //! ## Not supported
 //! - Transaction pooling (PgBouncer's `pool_mode = transaction` or `statement`): session
@@ -402,7 +441,7 @@ struct Held {
 
 enum Conn {
     /// In a mutex for checks ([`Inner::is_held`]), which need the session but not the guard.
-    Sync(Mutex<SyncClient>),
+    Sync(Box<Mutex<SyncClient>>),
     #[cfg(feature = "async")]
     Async(asynchronous::AsyncSession),
 }
@@ -433,6 +472,7 @@ enum Fail {
     /// No answer within this bound.
     Silent(Duration),
     /// Another failure, already an error (the runtime of awaited sessions).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     Other(Error),
 }
 
@@ -996,7 +1036,7 @@ impl Inner {
                         key,
                         mode,
                         token,
-                        conn: Conn::Sync(Mutex::new(client)),
+                        conn: Conn::Sync(Box::new(Mutex::new(client))),
                     });
                 }
                 Ok(None) => {
@@ -1045,7 +1085,7 @@ impl Inner {
     fn release_sync(
         &self,
         name: &str,
-        client: Option<Mutex<SyncClient>>,
+        client: Option<Box<Mutex<SyncClient>>>,
         sql: &str,
     ) -> Result<(), Error> {
         let Some(client) = client else {
@@ -1384,6 +1424,34 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("not a valid PostgreSQL URL"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn the_answer_timeout_is_an_option_of_the_url_with_a_default() {
+        let backend = PgBackend::new("postgres://app:s3cret@db/locks").unwrap();
+        assert_eq!(backend.answer_timeout(), DEFAULT_ANSWER_TIMEOUT);
+        let backend =
+            PgBackend::new("postgres://db/locks?connect_timeout=2&answer_timeout=1.5&user=app")
+                .unwrap();
+        assert_eq!(backend.answer_timeout(), Duration::from_millis(1500));
+        assert_eq!(
+            backend.inner.config.get_connect_timeout(),
+            Some(&Duration::from_secs(2))
+        );
+        assert_eq!(backend.inner.config.get_user(), Some("app"));
+        assert_eq!(
+            own_options("postgres://db/locks?answer_timeout=3").unwrap(),
+            (
+                "postgres://db/locks".to_owned(),
+                Some(Duration::from_secs(3))
+            )
+        );
+        for bad in ["0", "-1", "soon", "NaN"] {
+            let url = format!("postgres://app:s3cret@db/locks?answer_timeout={bad}");
+            let text = PgBackend::new(&url).unwrap_err().to_string();
+            assert!(text.contains("answer_timeout"), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
     }
 
     #[test]

@@ -162,6 +162,7 @@ fn pool_a_session(db: &'static PgBackend, name: &str) {
     assert!(db.idle_connections() >= 1);
 }
 
+#[cfg(feature = "async")]
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
