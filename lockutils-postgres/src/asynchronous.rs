@@ -8,7 +8,7 @@
 //! driven afterwards.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
@@ -19,11 +19,9 @@ use tokio::runtime::Handle;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
 
-use crate::{Conn, Held, IS_HELD_TIMEOUT, Inner, MAX_IDLE, Mode, PgGuard, PgLock, last_value};
-use crate::{
-    RELEASE_TIMEOUT, explain, held_sql, is_lock_timeout, left, lock_sql, session_gone, token_of,
-    wait_millis, wait_waited,
-};
+use crate::{Conn, Held, Inner, MAX_IDLE, Mode, PgGuard, PgLock, last_value};
+use crate::{ConnectFail, Fail, explain, held_sql, is_lock_timeout, left, lock_sql, session_gone};
+use crate::{token_of, wait_millis, wait_waited};
 
 /// The name of the thread that drives [`io_runtime`].
 const IO_THREAD: &str = "lockutils-pg-io";
@@ -149,16 +147,34 @@ impl Inner {
         }
     }
 
-    /// A new session, its connection on [`io_runtime`]; connecting takes at most until
-    /// `deadline` (if any), or the configured connect timeout if that comes first.
-    async fn connect_async(
+    /// `future`, or `None` if it is not done within `bound`: timed on [`io_runtime`], since
+    /// the caller's executor may have no timer.
+    async fn within<F: Future>(
         &self,
         name: &str,
+        bound: Duration,
+        future: F,
+    ) -> Result<Option<F::Output>, Error> {
+        let runtime = io_runtime().map_err(|e| self.runtime_error(name, e))?;
+        let mut timer = Task(runtime.spawn(tokio::time::sleep(bound)));
+        let mut future = pin!(future);
+        Ok(std::future::poll_fn(|cx| {
+            if let Poll::Ready(value) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(value));
+            }
+            Pin::new(&mut timer).poll(cx).map(|_| None)
+        })
+        .await)
+    }
+
+    /// A new session, its connection on [`io_runtime`]; connecting (the whole set-up) takes
+    /// at most until `deadline` (if any), or the configured connect timeout if that comes
+    /// first.
+    async fn try_connect_async(
+        &self,
         deadline: Option<Instant>,
-    ) -> Result<AsyncSession, Error> {
-        let config = self.async_config.clone();
-        // The connect timeout bounds the whole set-up here (the client bounds only the
-        // socket's connect): a server that accepts connections but never answers is given up.
+    ) -> Result<AsyncSession, ConnectFail> {
+        let config = self.config.clone();
         let limit = config
             .get_connect_timeout()
             .and_then(|timeout| Instant::now().checked_add(*timeout));
@@ -166,6 +182,7 @@ impl Inner {
             (Some(deadline), Some(limit)) => Some(deadline.min(limit)),
             (deadline, limit) => deadline.or(limit),
         };
+        let started = Instant::now();
         let connecting = async move {
             let connect = config.connect(NoTls);
             let connected = match bound {
@@ -182,21 +199,121 @@ impl Inner {
                 (client, connection.abort_handle())
             })
         };
-        match self.on_io(name, connecting).await? {
+        let runtime = io_runtime().map_err(ConnectFail::Runtime)?;
+        match Task(runtime.spawn(connecting))
+            .await
+            .map_err(ConnectFail::Runtime)?
+        {
             Ok((client, connection)) => Ok(AsyncSession {
                 client: Arc::new(client),
                 connection,
             }),
-            Err(Some(e)) => Err(self.connect_error(name, &e)),
-            Err(None) => Err(Error::backend(
-                name,
-                self.target.clone(),
-                if bound == limit {
-                    "cannot connect to the server: no answer within the connect timeout"
-                } else {
-                    "cannot connect to the server: no answer within the lock's timeout"
-                },
-            )),
+            Err(Some(e)) => Err(ConnectFail::Pg(e)),
+            Err(None) => Err(ConnectFail::Silent {
+                bound: bound.map_or(Duration::ZERO, |bound| {
+                    bound.saturating_duration_since(started)
+                }),
+                by_lock: bound != limit,
+            }),
+        }
+    }
+
+    /// [`try_connect_async`](Self::try_connect_async), failing with an error naming `name`.
+    async fn connect_async(
+        &self,
+        name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<AsyncSession, Error> {
+        match self.try_connect_async(deadline).await {
+            Ok(session) => Ok(session),
+            Err(ConnectFail::Pg(e)) => Err(self.connect_error(name, &e)),
+            Err(ConnectFail::Silent { bound, by_lock }) => {
+                Err(self.connect_silent(name, bound, by_lock))
+            }
+            Err(ConnectFail::Runtime(reason)) => Err(self.runtime_error(name, reason)),
+        }
+    }
+
+    /// An idle session of the pool, if there is one that is still open.
+    fn pop_idle_async(&self) -> Option<AsyncSession> {
+        loop {
+            let session = self.idle_async.lock().pop()?;
+            if !session.is_closed() {
+                return Some(session);
+            }
+        }
+    }
+
+    /// [`check_alive`](Inner::check_alive) for awaited waits.
+    async fn check_alive_async(&self, name: &str, deadline: Option<Instant>) -> Result<(), Fail> {
+        let bound = self.bound(deadline);
+        let session = match self.pop_idle_async() {
+            Some(session) => session,
+            None => match self
+                .try_connect_async(Instant::now().checked_add(bound))
+                .await
+            {
+                Ok(session) => session,
+                Err(ConnectFail::Silent { .. }) => return Err(Fail::Silent(bound)),
+                Err(_) => return Ok(()),
+            },
+        };
+        match self
+            .within(name, bound, session.client.simple_query(""))
+            .await
+            .map_err(Fail::Other)?
+        {
+            Some(Ok(_)) => {
+                self.checkin_async(session);
+                Ok(())
+            }
+            Some(Err(_)) => Ok(()),
+            None => {
+                session.connection.abort();
+                Err(Fail::Silent(bound))
+            }
+        }
+    }
+
+    /// [`lock_on`](Inner::lock_on) on an awaited session.
+    async fn lock_on_async(
+        &self,
+        name: &str,
+        client: &tokio_postgres::Client,
+        key: i64,
+        mode: Mode,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<Option<i64>, Fail> {
+        let try_sql = lock_sql(key, mode, Wait::Never);
+        let bound = self.bound(deadline);
+        let tried = match self
+            .within(name, bound, query(client, &try_sql))
+            .await
+            .map_err(Fail::Other)?
+        {
+            Some(answer) => token_of(&answer?),
+            None => return Err(Fail::Silent(bound)),
+        };
+        if tried.is_some() || wait_millis(wait).is_none() {
+            return Ok(tried);
+        }
+        let sql = lock_sql(key, mode, wait);
+        let started = Instant::now();
+        let mut waiting = pin!(query(client, &sql));
+        loop {
+            let (stretch, last) = self.stretch(deadline);
+            match self
+                .within(name, stretch, waiting.as_mut())
+                .await
+                .map_err(Fail::Other)?
+            {
+                Some(Ok(messages)) => return Ok(token_of(&messages)),
+                Some(Err(e)) if is_lock_timeout(&e) => return Ok(None),
+                Some(Err(e)) => return Err(Fail::Pg(e)),
+                None if last => return Err(Fail::Silent(started.elapsed())),
+                None => self.check_alive_async(name, deadline).await?,
+            }
         }
     }
 
@@ -205,15 +322,10 @@ impl Inner {
         name: &str,
         deadline: Option<Instant>,
     ) -> Result<(AsyncSession, bool), Error> {
-        loop {
-            let Some(session) = self.idle_async.lock().pop() else {
-                break;
-            };
-            if !session.is_closed() {
-                return Ok((session, true));
-            }
+        match self.pop_idle_async() {
+            Some(session) => Ok((session, true)),
+            None => Ok((self.connect_async(name, deadline).await?, false)),
         }
-        Ok((self.connect_async(name, deadline).await?, false))
     }
 
     fn checkin_async(&self, session: AsyncSession) {
@@ -241,7 +353,11 @@ impl Inner {
         let deadline = deadline.or_else(|| crate::deadline_of(wait));
         let (mut session, mut pooled) = self.checkout_async(name, deadline).await?;
         loop {
-            match lock_on(&session.client, key, mode, left(wait, deadline)).await {
+            let waited = left(wait, deadline);
+            match self
+                .lock_on_async(name, &session.client, key, mode, waited, deadline)
+                .await
+            {
                 Ok(Some(token)) => {
                     return Ok(Held {
                         key,
@@ -254,17 +370,24 @@ impl Inner {
                     self.checkin_async(session);
                     return Err(Error::acquire_failed(name, wait_waited(wait)));
                 }
-                Err(e) if pooled && session_gone(&e) => {
+                Err(Fail::Pg(e)) if pooled && session_gone(&e) => {
                     session = self.connect_async(name, deadline).await?;
                     pooled = false;
                 }
-                Err(e) => return Err(self.query_error(name, "take the lock", &e)),
+                Err(fail) => {
+                    if matches!(fail, Fail::Silent(_)) {
+                        // Its statement may still be queued on the server: closing the
+                        // session takes it out (once the server reads again).
+                        session.connection.abort();
+                    }
+                    return Err(self.failed(name, "take the lock", fail));
+                }
             }
         }
     }
 
     /// Releases the lock of `session` (`sql` unlocks it), waiting for the server's answer (at
-    /// most [`RELEASE_TIMEOUT`]): the caller frees the in-process lock right after, which must
+    /// most [`RELEASE_TIMEOUT`](crate::RELEASE_TIMEOUT), or the answer timeout if shorter): the caller frees the in-process lock right after, which must
     /// not happen while the server still holds the lock. The session goes back to the pool
     /// if all went well, and is closed otherwise.
     pub(crate) fn release_async(
@@ -274,12 +397,12 @@ impl Inner {
         sql: String,
     ) -> Result<(), Error> {
         let connection = session.connection.clone();
+        let bound = self.release_bound();
         let releasing = async move {
-            let answer =
-                tokio::time::timeout(RELEASE_TIMEOUT, session.client.simple_query(&sql)).await;
+            let answer = tokio::time::timeout(bound, session.client.simple_query(&sql)).await;
             (session, answer)
         };
-        let outcome = self.block_on_io(name, releasing, RELEASE_TIMEOUT + GRACE);
+        let outcome = self.block_on_io(name, releasing, bound + GRACE);
         let failed = |reason: String| {
             connection.abort();
             Err(Error::backend(name, self.target.clone(), reason))
@@ -295,10 +418,10 @@ impl Inner {
                  the lock earlier: {}",
                 explain(&e)
             )),
-            Ok(Some((_, Err(_)))) | Ok(None) => failed(format!(
-                "the server did not confirm the release within {RELEASE_TIMEOUT:?}: the session \
-                 was closed, which frees the lock once the server notices"
-            )),
+            Ok(Some((_, Err(_)))) | Ok(None) => {
+                connection.abort();
+                Err(self.unconfirmed(name, bound))
+            }
             Err(e) => {
                 connection.abort();
                 Err(e)
@@ -316,10 +439,11 @@ impl Inner {
         if session.is_closed() {
             return Ok(false);
         }
-        let checking = check(Arc::clone(&session.client), sql);
-        match self.block_on_io(name, checking, IS_HELD_TIMEOUT + GRACE)? {
-            Some(outcome) => self.checked(name, outcome),
-            None => Err(self.unanswered(name)),
+        let bound = self.is_held_bound();
+        let checking = check(Arc::clone(&session.client), sql, bound);
+        match self.block_on_io(name, checking, bound + GRACE)? {
+            Some(outcome) => self.checked(name, outcome, bound),
+            None => Err(self.unanswered(name, bound)),
         }
     }
 
@@ -327,43 +451,27 @@ impl Inner {
         &self,
         name: &str,
         outcome: Option<Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>>,
+        bound: Duration,
     ) -> Result<bool, Error> {
         match outcome {
             Some(Ok(messages)) => Ok(last_value(&messages) == Some("t")),
             Some(Err(e)) if e.is_closed() || e.as_db_error().is_some() => Ok(false),
             Some(Err(e)) => Err(self.query_error(name, "check the lock", &e)),
-            None => Err(self.unanswered(name)),
+            None => Err(self.unanswered(name, bound)),
         }
     }
 }
 
-/// The lock check `sql` on `client`, bounded by [`IS_HELD_TIMEOUT`] (`None` past it); to run
-/// on [`io_runtime`].
+/// The lock check `sql` on `client`, bounded by `bound` (`None` past it); to run on
+/// [`io_runtime`].
 async fn check(
     client: Arc<tokio_postgres::Client>,
     sql: String,
+    bound: Duration,
 ) -> Option<Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>> {
-    tokio::time::timeout(IS_HELD_TIMEOUT, client.simple_query(&sql))
+    tokio::time::timeout(bound, client.simple_query(&sql))
         .await
         .ok()
-}
-
-/// [`lock_on`](crate::lock_on) on an async session.
-async fn lock_on(
-    client: &tokio_postgres::Client,
-    key: i64,
-    mode: Mode,
-    wait: Wait,
-) -> Result<Option<i64>, tokio_postgres::Error> {
-    let tried = token_of(&query(client, &lock_sql(key, mode, Wait::Never)).await?);
-    if tried.is_some() || wait_millis(wait).is_none() {
-        return Ok(tried);
-    }
-    match query(client, &lock_sql(key, mode, wait)).await {
-        Ok(messages) => Ok(token_of(&messages)),
-        Err(e) if is_lock_timeout(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// Runs `sql`, cancelling it on the server if the future is dropped before it completes.
@@ -406,7 +514,7 @@ impl PgLock {
 
 impl PgGuard<'_> {
     /// [`is_held`](Self::is_held) for async code: asks the server (at most
-    /// [`IS_HELD_TIMEOUT`]) whether the session still holds the lock. A guard from the
+    /// [`IS_HELD_TIMEOUT`](crate::IS_HELD_TIMEOUT), or the answer timeout if shorter) whether the session still holds the lock. A guard from the
     /// blocking API is checked as [`is_held`](Self::is_held) does, blocking the thread.
     pub async fn is_held_async(&self) -> Result<bool, Error> {
         let inner: &Inner = &self.lock.backend.inner;
@@ -417,9 +525,11 @@ impl PgGuard<'_> {
                 if session.is_closed() {
                     return Ok(false);
                 }
-                let checking = check(Arc::clone(&session.client), held_sql(held.key, held.mode));
+                let bound = inner.is_held_bound();
+                let sql = held_sql(held.key, held.mode);
+                let checking = check(Arc::clone(&session.client), sql, bound);
                 let outcome = inner.on_io(name, checking).await?;
-                inner.checked(name, outcome)
+                inner.checked(name, outcome, bound)
             }
             Conn::Sync(_) => inner.is_held(name, held),
         }

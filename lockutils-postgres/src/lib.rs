@@ -22,8 +22,10 @@
 //!   by the server the moment the session ends — a crashed holder frees the lock for the next
 //!   waiter at once.
 //! - **Waiting is the server's.** A blocking acquire waits in the server's lock queue (no
-//!   polling); a timed one sets `lock_timeout`, and the server gives up (SQLSTATE 55P03, turned
-//!   into [`Error::AcquireLockFailed`]); a non-blocking one is `pg_try_advisory_lock`.
+//!   polling of the lock: its place in the queue is kept, and a release hands the lock on at
+//!   once); a timed one sets `lock_timeout`, and the server gives up (SQLSTATE 55P03, turned
+//!   into [`Error::AcquireLockFailed`]); a non-blocking one is `pg_try_advisory_lock`. While
+//!   it waits, the server's liveness is checked (see "A server that stops answering").
 //! - **Keys** are a documented 64-bit hash of the full lock name (see [`key`](mod@key)), so
 //!   that other clients — Python, SQL — take the same lock.
 //! - **Shared locks** (`pg_advisory_lock_shared`) through [`PgLock::read`].
@@ -46,7 +48,7 @@
 //!   first checkpoint after the promotion is done.
 //! - **Lock loss** is visible: [`LockGuard::is_external_held`](lockutils_core::LockGuard::is_external_held) and
 //!   [`PgGuard::is_held`] ask the server whether the session still holds the lock, waiting
-//!   at most [`IS_HELD_TIMEOUT`] for the answer.
+//!   at most [`IS_HELD_TIMEOUT`] (or the answer timeout, if shorter) for the answer.
 //!
 //! ## Async code
 //! With the `async` feature, the connections of awaited locks run on one small runtime of
@@ -54,13 +56,15 @@
 //! pooled by one runtime serves any other, and a runtime that stops being driven strands no
 //! lock. Dropping a guard of an awaited lock waits for the server to confirm the release (one
 //! round trip), so that the in-process lock is not free while the server still holds the
-//! lock; a server that does not answer within [`RELEASE_TIMEOUT`] has the session closed,
-//! which frees the lock as soon as the server notices.
+//! lock; a server that does not answer within [`RELEASE_TIMEOUT`] (or the answer timeout, if
+//! shorter) has the session closed, which frees the lock as soon as the server notices. The
+//! blocking API releases the same way.
 //!
-//! The blocking API works inside async tasks too (the `postgres` crate blocks on a runtime of
-//! its own, which cannot run on a thread that drives another runtime: there, each blocking
-//! call, and each close of a session, moves to a thread of its own), but it blocks the
-//! executor's thread while it waits: in async code prefer `acquire_async()`.
+//! The blocking API works inside async tasks too (each blocking session blocks on a
+//! current-thread runtime of its own, which cannot run on a thread that drives another
+//! runtime: there, each blocking call, and each close of a session, moves to a thread of its
+//! own), but it blocks the executor's thread while it waits: in async code prefer
+//! `acquire_async()`.
 //!
 //! ## Connections
 //! Unless the URL says otherwise, connections time out after [`DEFAULT_CONNECT_TIMEOUT`]
@@ -68,9 +72,11 @@
 //! send TCP keepalives after [`DEFAULT_KEEPALIVES_IDLE`] of silence (every
 //! [`DEFAULT_KEEPALIVES_INTERVAL`], [`DEFAULT_KEEPALIVES_RETRIES`] times), give up on data
 //! unacknowledged for [`DEFAULT_TCP_USER_TIMEOUT`], and set `application_name=lockutils`: a
-//! client notices a vanished server within about 30 s, also while it waits for a lock. A
-//! timed acquire bounds its connecting by what remains of its timeout as well (if that is
-//! shorter), so that an unreachable server does not make it wait longer than asked. How fast
+//! client notices a vanished host within about 30 s, also while it waits for a lock. The
+//! connect timeout bounds the whole set-up (socket, authentication, settings), not only the
+//! socket's connect. A timed acquire bounds its connecting by what remains of its timeout as
+//! well (if that is shorter), so that an unreachable server does not make it wait longer than
+//! asked. How fast
 //! a vanished *client* host is noticed — and its lock given to the next waiter — is up to the
 //! server: `tcp_keepalives_idle`,
 //! `tcp_keepalives_interval`, `tcp_keepalives_count` and `tcp_user_timeout` bound it (by
@@ -79,9 +85,42 @@
 //! the session of a lock held without queries for longer than that: leave it unset (0) for
 //! lock users, or hold locks for less.
 //!
-//! A blocking wait sets `statement_timeout = 0` for itself: its only bound is the lock's own
-//! timeout (`lock_timeout`). A URL listing several hosts should say
+//! A blocking wait sets `statement_timeout = 0` for itself: on the server, its only bound is
+//! the lock's own timeout (`lock_timeout`). A URL listing several hosts should say
 //! `target_session_attrs=read-write`: a standby cannot give fencing tokens, and refuses.
+//!
+//! ## A server that stops answering
+//! A server whose processes are stopped or stuck (SIGSTOP, a hung disk, a frozen VM seen
+//! through a live proxy) still has its kernel accept and acknowledge TCP: neither the connect
+//! timeout on the socket nor keepalives nor `tcp_user_timeout` fire. So every call is also
+//! bounded by the client, with the **answer timeout** ([`DEFAULT_ANSWER_TIMEOUT`], 10 s,
+//! unless the URL sets `answer_timeout`, in seconds: `?answer_timeout=2.5`):
+//! - **Connecting** (the whole set-up) takes at most the connect timeout.
+//! - **Every round trip that does not wait in the lock queue** — the try (with its fencing
+//!   token), a release, a check, [`PgBackend::query`] — waits at most the answer timeout
+//!   ([`RELEASE_TIMEOUT`] and [`IS_HELD_TIMEOUT`], 5 s, bound releases and checks if
+//!   shorter).
+//! - **A timed acquire** (`timeout(d)`) gives up at most `d` plus [`TIMEOUT_GRACE`] (1 s, or
+//!   the answer timeout if shorter) after it starts: each of its round trips is bounded by what
+//!   is left of that too. A non-blocking one, by the connect timeout (a new session) and the
+//!   answer timeout (the try).
+//! - **A wait in the server's queue** says nothing until the lock is granted, so it cannot be
+//!   bounded by itself. Every half answer timeout of waiting, the waiter asks the server for
+//!   an empty query on another session (an idle one of the pool, or a new one), bounded by the
+//!   answer timeout (or connect timeout); the wait goes on in its place in the queue if the
+//!   server answers, and fails if it does not. A blocking acquire with no timeout thus notices
+//!   a server that stopped answering within **1.5 × the answer timeout** (15 s by default):
+//!   a check after at most half of it, and that check's bound. The check costs one round trip
+//!   per waiter every 5 s (by default), and nothing on the handoff: the waiting statement is
+//!   never interrupted.
+//!
+//! A server that did not answer is an [`Error::Backend`] naming the lock, the server (no
+//! password) and the cause ("the server did not answer within …"). A session given up on
+//! while taking or releasing a lock is closed at once (its statement may still be queued on
+//! the server, which ends it when it reads again); a check given up on leaves the session to
+//! its guard. Lower `answer_timeout` to notice sooner; raise it for a server that may pause
+//! for long (its waits are checked, not cut: only a server that answers nothing in that time
+//! fails them).
 //!
 //! ## Not supported
 //! - Transaction pooling (PgBouncer's `pool_mode = transaction` or `statement`): session
@@ -95,6 +134,8 @@
 pub mod key;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -105,9 +146,8 @@ use lockutils_core::{
     register_backend,
 };
 use parking_lot::Mutex;
-use postgres::NoTls;
-use postgres::error::SqlState;
-use postgres::{SimpleQueryMessage, error::DbError};
+use tokio_postgres::error::{DbError, SqlState};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 pub use key::{key_of, key_sql, lock_key};
 
@@ -124,14 +164,26 @@ pub const DEFAULT_KEEPALIVES_RETRIES: u32 = 3;
 /// How long sent data may stay unacknowledged before the connection counts as dead, unless the
 /// URL sets `tcp_user_timeout`: bounds a release or check sent to a host that vanished.
 pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may take to answer a round trip that does not wait in its lock queue
+/// (taking a free lock, the fencing token, a release, a check), and how often a session that
+/// waits in the queue has the server's liveness checked, unless the URL sets
+/// `answer_timeout` (seconds, e.g. `?answer_timeout=2.5`; see the crate docs).
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The URL option (a lockutils one, not libpq's) that sets the answer timeout.
+pub const ANSWER_TIMEOUT_OPTION: &str = "answer_timeout";
+/// How much longer than its timeout a timed acquire waits for the server to report that the
+/// lock's timeout ran out (or the answer timeout, if shorter), before it gives up on a server
+/// that does not answer.
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 /// How long [`PgGuard::is_held`] (and `is_external_held`) waits for the server's answer before
-/// reporting that it cannot tell.
+/// reporting that it cannot tell (or the answer timeout, if shorter).
 pub const IS_HELD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections a backend keeps for later locks, at most.
 pub const MAX_IDLE: usize = 16;
-/// How long dropping (or releasing) a guard of an awaited lock (the `async` feature) waits for
-/// the server to confirm the release; past it, the session is closed (which frees the lock on the server as soon as
-/// the server sees the connection end) and the release reported as failed.
+/// How long dropping (or releasing) a guard waits for the server to confirm the release (or
+/// the answer timeout, if shorter); past it, the session is closed (which frees the lock on
+/// the server as soon as the server sees the connection end) and the release reported as
+/// failed.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The shared (read) or exclusive (write) side of an advisory lock.
@@ -205,9 +257,9 @@ pub struct PgBackend {
 struct Inner {
     /// The URL without its password: what errors and logs show.
     target: String,
-    config: postgres::Config,
-    #[cfg(feature = "async")]
-    async_config: tokio_postgres::Config,
+    config: tokio_postgres::Config,
+    /// See [`DEFAULT_ANSWER_TIMEOUT`].
+    answer_timeout: Duration,
     idle: Mutex<Vec<SyncClient>>,
     #[cfg(feature = "async")]
     idle_async: Mutex<Vec<asynchronous::AsyncSession>>,
@@ -242,33 +294,64 @@ macro_rules! apply_defaults {
     }};
 }
 
+/// `url` without the options of this crate (which the client would refuse), and the answer
+/// timeout it sets, if any.
+fn own_options(url: &str) -> Result<(String, Option<Duration>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut kept = Vec::new();
+    let mut answer_timeout = None;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some((ANSWER_TIMEOUT_OPTION, value)) => {
+                let seconds: f64 = value.parse().map_err(|_| {
+                    format!("{ANSWER_TIMEOUT_OPTION} must be a number of seconds, not {value:?}")
+                })?;
+                let timeout = Duration::try_from_secs_f64(seconds)
+                    .ok()
+                    .filter(|timeout| *timeout >= Duration::from_millis(1))
+                    .ok_or_else(|| {
+                        format!(
+                            "{ANSWER_TIMEOUT_OPTION} must be a positive number of seconds \
+                             (at least 0.001), not {value:?}"
+                        )
+                    })?;
+                answer_timeout = Some(timeout);
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, answer_timeout))
+}
+
 impl PgBackend {
     /// A backend on the server of `url` (`postgres://user:password@host:port/dbname?options`,
-    /// with the options of libpq URLs that the `postgres` crate knows). Connects on first use,
-    /// not here.
+    /// with the options of libpq URLs that the `postgres` crate knows, and this crate's
+    /// `answer_timeout`). Connects on first use, not here.
     pub fn new(url: &str) -> Result<Self, Error> {
         let target = redact_url(url);
-        let bad_url = |e: postgres::Error| {
+        let bad_url = |e: tokio_postgres::Error| {
             Error::backend(
                 "",
                 target.clone(),
                 format!("not a valid PostgreSQL URL: {}", explain(&e)),
             )
         };
-        let mut config: postgres::Config = url.parse().map_err(bad_url)?;
+        let (url, answer_timeout) =
+            own_options(url).map_err(|reason| Error::backend("", target.clone(), reason))?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(bad_url)?;
         apply_defaults!(&mut config, url);
-        #[cfg(feature = "async")]
-        let async_config = {
-            let mut config: tokio_postgres::Config = url.parse().map_err(bad_url)?;
-            apply_defaults!(&mut config, url);
-            config
-        };
         Ok(Self {
             inner: Arc::new(Inner {
                 target,
                 config,
-                #[cfg(feature = "async")]
-                async_config,
+                answer_timeout: answer_timeout.unwrap_or(DEFAULT_ANSWER_TIMEOUT),
                 idle: Mutex::new(Vec::new()),
                 #[cfg(feature = "async")]
                 idle_async: Mutex::new(Vec::new()),
@@ -279,6 +362,11 @@ impl PgBackend {
     /// The server's URL, without its password.
     pub fn target(&self) -> &str {
         &self.inner.target
+    }
+
+    /// How long the server may take to answer (see [`DEFAULT_ANSWER_TIMEOUT`]).
+    pub fn answer_timeout(&self) -> Duration {
+        self.inner.answer_timeout
     }
 
     /// Connections kept idle for later locks now.
@@ -319,9 +407,10 @@ impl PgBackend {
         let inner = &self.inner;
         let messages = off_runtime(|| {
             let mut client = inner.connect("", None)?;
-            client
-                .simple_query(sql)
-                .map_err(|e| inner.query_error("", "run a query", &e))
+            client.query(sql, inner.answer_timeout).map_err(|fail| {
+                client.abandon();
+                inner.failed("", "run a query", fail)
+            })
         })
         .map_err(|e| inner.thread_error("", &e))??;
         Ok(messages
@@ -351,45 +440,153 @@ struct Held {
 }
 
 enum Conn {
-    /// Shared with the thread of a check ([`Inner::is_held`]) that may outlive its caller's
-    /// wait; otherwise only the guard's.
-    Sync(Arc<Mutex<SyncClient>>),
+    /// In a mutex for checks ([`Inner::is_held`]), which need the session but not the guard.
+    Sync(Box<Mutex<SyncClient>>),
     #[cfg(feature = "async")]
     Async(asynchronous::AsyncSession),
 }
 
-/// A `postgres` client that may be used, and dropped, anywhere: the client blocks on a
-/// runtime of its own (also to close its session when dropped), which tokio refuses to start
-/// on a thread that drives a runtime (it panics). There, the drop happens on another thread.
-struct SyncClient(Option<postgres::Client>);
+/// The connection of a session, as tokio-postgres makes it: a future that does the session's
+/// I/O whenever it is polled.
+type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
+/// A session of the blocking API: a tokio-postgres client whose connection is driven by the
+/// calling thread, on a current-thread runtime of the session's own (as the `postgres` crate
+/// does), only while the thread waits for an answer, so that every wait can be bounded
+/// ([`query`](Self::query)) and a session given up on closes at once.
+struct Session {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    /// `None` once it ended.
+    connection: Option<Pin<Box<Connection>>>,
+    /// Set when a statement may still be running (its answer was not awaited to the end): the
+    /// session is then closed without waiting for the server, never pooled.
+    abandoned: bool,
+}
+
+/// Why a round trip of a [`Session`] failed.
+enum Fail {
+    /// The client's error (the server's, or the connection's).
+    Pg(tokio_postgres::Error),
+    /// No answer within this bound.
+    Silent(Duration),
+    /// Another failure, already an error (the runtime of awaited sessions).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    Other(Error),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Pg(e)
+    }
+}
+
+/// Polls `future` (and the session's `connection`, which does its I/O) on `runtime` until it
+/// completes, at most `bound`: `None` past it. A connection that ends fails the queries
+/// waiting on it.
+fn drive<F: Future>(
+    runtime: &tokio::runtime::Runtime,
+    connection: &mut Option<Pin<Box<Connection>>>,
+    mut future: Pin<&mut F>,
+    bound: Option<Duration>,
+) -> Option<F::Output> {
+    runtime.block_on(async {
+        let work = std::future::poll_fn(|cx| {
+            if let Some(running) = connection.as_mut()
+                && running.as_mut().poll(cx).is_ready()
+            {
+                *connection = None;
+            }
+            future.as_mut().poll(cx)
+        });
+        match bound {
+            None => Some(work.await),
+            Some(bound) => tokio::time::timeout(bound, work).await.ok(),
+        }
+    })
+}
+
+impl Session {
+    fn is_closed(&self) -> bool {
+        self.connection.is_none() || self.client.is_closed()
+    }
+
+    /// Runs `sql` (simple query protocol), waiting at most `bound` for the answer. A query
+    /// given up on may still run: the caller closes the session ([`abandon`](Self::abandon)),
+    /// or knows that the statement is harmless.
+    fn query(&mut self, sql: &str, bound: Duration) -> Result<Vec<SimpleQueryMessage>, Fail> {
+        let query = pin!(self.client.simple_query(sql));
+        match drive(&self.runtime, &mut self.connection, query, Some(bound)) {
+            Some(outcome) => Ok(outcome?),
+            None => Err(Fail::Silent(bound)),
+        }
+    }
+
+    /// Marks the session to be closed at once, without a word to the server.
+    fn abandon(&mut self) {
+        self.abandoned = true;
+    }
+
+    /// Ends the session: politely (a Terminate message, at most `bound`) unless it was
+    /// abandoned; then the socket is closed, which ends the session on the server too.
+    fn close(self, bound: Duration) {
+        let Session {
+            runtime,
+            client,
+            mut connection,
+            abandoned,
+        } = self;
+        drop(client);
+        if !abandoned && let Some(running) = connection.as_mut() {
+            let _ = drive(&runtime, &mut None, running.as_mut(), Some(bound));
+        }
+        drop(connection);
+        drop(runtime);
+    }
+}
+
+/// A [`Session`] that may be used, and dropped, anywhere: a session blocks on a runtime of its
+/// own (also to close when dropped), which tokio refuses to do on a thread that drives a
+/// runtime (it panics). There, the drop happens on another thread.
+struct SyncClient {
+    session: Option<Session>,
+    /// How long closing may wait for the server.
+    close_bound: Duration,
+}
 
 impl std::ops::Deref for SyncClient {
-    type Target = postgres::Client;
+    type Target = Session;
 
-    fn deref(&self) -> &postgres::Client {
-        self.0.as_ref().expect("present until dropped")
+    fn deref(&self) -> &Session {
+        self.session.as_ref().expect("present until dropped")
     }
 }
 
 impl std::ops::DerefMut for SyncClient {
-    fn deref_mut(&mut self) -> &mut postgres::Client {
-        self.0.as_mut().expect("present until dropped")
+    fn deref_mut(&mut self) -> &mut Session {
+        self.session.as_mut().expect("present until dropped")
     }
 }
 
 impl Drop for SyncClient {
     fn drop(&mut self) {
-        let mut client = self.0.take();
-        if client.is_none() {
+        let mut session = self.session.take();
+        if session.is_none() {
             return;
         }
-        if let Err(e) = off_runtime(|| drop(client.take())) {
+        let bound = self.close_bound;
+        if let Err(e) = off_runtime(|| {
+            if let Some(session) = session.take() {
+                session.close(bound);
+            }
+        }) {
             // Dropping it here would panic: leave its socket open until the process ends.
             tracing::error!(
                 target: LOG_TARGET,
                 "cannot close a PostgreSQL session: no thread to close it on: {e}"
             );
-            std::mem::forget(client.take());
+            std::mem::forget(session.take());
         }
     }
 }
@@ -480,33 +677,13 @@ fn token_of(messages: &[SimpleQueryMessage]) -> Option<i64> {
     last_value(messages).and_then(|v| v.parse().ok())
 }
 
-/// Takes the lock on `client`'s session: the fencing token, or `None` if `wait` ran out (the
-/// server's `lock_timeout`). An uncontended lock takes one round trip: a try, which the server
-/// refuses while others are queued, so that it never jumps the queue; only then the wait.
-fn lock_on(
-    client: &mut postgres::Client,
-    key: i64,
-    mode: Mode,
-    wait: Wait,
-) -> Result<Option<i64>, postgres::Error> {
-    let tried = token_of(&client.simple_query(&lock_sql(key, mode, Wait::Never))?);
-    if tried.is_some() || wait_millis(wait).is_none() {
-        return Ok(tried);
-    }
-    match client.simple_query(&lock_sql(key, mode, wait)) {
-        Ok(messages) => Ok(token_of(&messages)),
-        Err(e) if is_lock_timeout(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn is_lock_timeout(e: &postgres::Error) -> bool {
+fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
 }
 
 /// Whether `e` says that the session is gone (connection lost, server shut down or crashed),
 /// rather than that a statement failed on a live session.
-fn session_gone(e: &postgres::Error) -> bool {
+fn session_gone(e: &tokio_postgres::Error) -> bool {
     e.is_closed()
         || match e.code() {
             None => true,
@@ -518,7 +695,7 @@ fn session_gone(e: &postgres::Error) -> bool {
 }
 
 /// `e` with its causes: the client's own text says little ("db error").
-pub(crate) fn explain(e: &postgres::Error) -> String {
+pub(crate) fn explain(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!(
             "{}: {} (SQLSTATE {})",
@@ -540,36 +717,129 @@ pub(crate) fn explain(e: &postgres::Error) -> String {
     text
 }
 
-fn db_error(e: &postgres::Error) -> Option<&DbError> {
+fn db_error(e: &tokio_postgres::Error) -> Option<&DbError> {
     e.as_db_error()
 }
 
+/// Why connecting failed.
+enum ConnectFail {
+    /// The client's error (the server's, or the socket's).
+    Pg(tokio_postgres::Error),
+    /// No answer within `bound`, which is what was left of the lock's timeout if `by_lock`
+    /// (the connect timeout otherwise).
+    Silent { bound: Duration, by_lock: bool },
+    /// No runtime for the session.
+    Runtime(String),
+}
+
+/// `d` to the millisecond, for messages.
+fn millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Inner {
-    /// A new session; connecting takes at most until `deadline` (if any), or the configured
-    /// connect timeout if that comes first.
-    fn connect(&self, name: &str, deadline: Option<Instant>) -> Result<SyncClient, Error> {
-        let connected = match deadline {
-            None => self.config.connect(NoTls),
+    /// The bound of a round trip that does not wait in the lock queue: the answer timeout, or
+    /// what is left of a timed acquire's timeout (ending at `deadline`) and its grace, if that
+    /// is shorter.
+    fn bound(&self, deadline: Option<Instant>) -> Duration {
+        match deadline {
+            None => self.answer_timeout,
+            Some(deadline) => self.answer_timeout.min(self.until_given_up(deadline)),
+        }
+    }
+
+    /// How much longer than its timeout a timed acquire waits for the server's answer.
+    fn grace(&self) -> Duration {
+        TIMEOUT_GRACE.min(self.answer_timeout)
+    }
+
+    /// From now until a timed acquire ending at `deadline` gives up on the server.
+    fn until_given_up(&self, deadline: Instant) -> Duration {
+        deadline.saturating_duration_since(Instant::now()) + self.grace()
+    }
+
+    /// How long a wait in the server's queue goes on before the next check that the server
+    /// answers, and whether that is the last stretch of a timed acquire (past it, the server
+    /// failed to report the lock's timeout in time).
+    fn stretch(&self, deadline: Option<Instant>) -> (Duration, bool) {
+        let every = self.answer_timeout / 2;
+        match deadline.map(|deadline| self.until_given_up(deadline)) {
+            Some(rest) if rest <= every => (rest, true),
+            _ => (every, false),
+        }
+    }
+
+    /// A new session. Connecting — the whole set-up: socket, authentication, settings — takes
+    /// at most the configured connect timeout, or until `deadline` if that comes first.
+    fn try_connect(&self, deadline: Option<Instant>) -> Result<SyncClient, ConnectFail> {
+        let limit = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let (bound, by_lock) = match deadline {
             Some(deadline) => {
                 let left = deadline
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1));
-                let configured = self.config.get_connect_timeout().copied();
-                if configured.is_some_and(|configured| configured <= left) {
-                    self.config.connect(NoTls)
+                if left < limit {
+                    (left, true)
                 } else {
-                    let mut config = self.config.clone();
-                    config.connect_timeout(left);
-                    config.connect(NoTls)
+                    (limit, false)
                 }
             }
+            None => (limit, false),
         };
-        connected
-            .map(|client| SyncClient(Some(client)))
-            .map_err(|e| self.connect_error(name, &e))
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                ConnectFail::Runtime(format!(
+                    "cannot build the runtime of a PostgreSQL session: {e}"
+                ))
+            })?;
+        let connect = pin!(self.config.connect(NoTls));
+        match drive(&runtime, &mut None, connect, Some(bound)) {
+            Some(Ok((client, connection))) => Ok(SyncClient {
+                session: Some(Session {
+                    runtime,
+                    client,
+                    connection: Some(Box::pin(connection)),
+                    abandoned: false,
+                }),
+                close_bound: self.answer_timeout,
+            }),
+            Some(Err(e)) => Err(ConnectFail::Pg(e)),
+            None => Err(ConnectFail::Silent { bound, by_lock }),
+        }
     }
 
-    fn connect_error(&self, name: &str, e: &postgres::Error) -> Error {
+    /// [`try_connect`](Self::try_connect), failing with an error naming lock `name`.
+    fn connect(&self, name: &str, deadline: Option<Instant>) -> Result<SyncClient, Error> {
+        self.try_connect(deadline).map_err(|fail| match fail {
+            ConnectFail::Pg(e) => self.connect_error(name, &e),
+            ConnectFail::Silent { bound, by_lock } => self.connect_silent(name, bound, by_lock),
+            ConnectFail::Runtime(reason) => Error::backend(name, self.target.clone(), reason),
+        })
+    }
+
+    pub(crate) fn connect_silent(&self, name: &str, bound: Duration, by_lock: bool) -> Error {
+        let which = if by_lock {
+            "the lock's timeout"
+        } else {
+            "the connect timeout"
+        };
+        Error::backend(
+            name,
+            self.target.clone(),
+            format!(
+                "cannot connect to the server: the server did not answer within {which} ({:?})",
+                millis(bound)
+            ),
+        )
+    }
+
+    fn connect_error(&self, name: &str, e: &tokio_postgres::Error) -> Error {
         let reason = match e.code() {
             Some(code)
                 if *code == SqlState::INVALID_PASSWORD
@@ -587,7 +857,7 @@ impl Inner {
         Error::backend(name, self.target.clone(), reason)
     }
 
-    fn query_error(&self, name: &str, action: &str, e: &postgres::Error) -> Error {
+    fn query_error(&self, name: &str, action: &str, e: &tokio_postgres::Error) -> Error {
         let reason = if e.is_closed() || db_error(e).is_none() {
             format!(
                 "the connection to the server failed while trying to {action}: {}",
@@ -599,6 +869,29 @@ impl Inner {
         Error::backend(name, self.target.clone(), reason)
     }
 
+    /// The error of a round trip to `action` that failed with `fail` (a session given up on
+    /// is closed).
+    fn failed(&self, name: &str, action: &str, fail: Fail) -> Error {
+        match fail {
+            Fail::Pg(e) => self.query_error(name, action, &e),
+            Fail::Silent(bound) => self.silent(name, action, bound),
+            Fail::Other(e) => e,
+        }
+    }
+
+    fn silent(&self, name: &str, action: &str, bound: Duration) -> Error {
+        Error::backend(
+            name,
+            self.target.clone(),
+            format!(
+                "the server did not answer within {:?} while trying to {action} (stopped or \
+                 overloaded? the URL's `{ANSWER_TIMEOUT_OPTION}` sets how long it may take): the \
+                 session was closed",
+                millis(bound)
+            ),
+        )
+    }
+
     fn thread_error(&self, name: &str, e: &std::io::Error) -> Error {
         Error::backend(
             name,
@@ -607,38 +900,123 @@ impl Inner {
         )
     }
 
-    fn unanswered(&self, name: &str) -> Error {
+    fn unanswered(&self, name: &str, bound: Duration) -> Error {
         Error::backend(
             name,
             self.target.clone(),
             format!(
-                "the server did not answer within {IS_HELD_TIMEOUT:?}: cannot tell whether the \
-                 lock is still held (act as if it was lost)"
+                "the server did not answer within {:?}: cannot tell whether the lock is still \
+                 held (act as if it was lost)",
+                millis(bound)
             ),
         )
+    }
+
+    fn unconfirmed(&self, name: &str, bound: Duration) -> Error {
+        Error::backend(
+            name,
+            self.target.clone(),
+            format!(
+                "the server did not answer within {:?}: it did not confirm the release; the \
+                 session was closed, which frees the lock once the server notices",
+                millis(bound)
+            ),
+        )
+    }
+
+    /// An idle session of the pool, if there is one that is still open.
+    fn pop_idle(&self) -> Option<SyncClient> {
+        loop {
+            let client = self.idle.lock().pop()?;
+            if !client.is_closed() {
+                return Some(client);
+            }
+        }
     }
 
     /// An idle connection, or a new one (see [`connect`](Self::connect)); `true` if it came
     /// from the pool.
     fn checkout(&self, name: &str, deadline: Option<Instant>) -> Result<(SyncClient, bool), Error> {
-        loop {
-            let Some(client) = self.idle.lock().pop() else {
-                break;
-            };
-            if !client.is_closed() {
-                return Ok((client, true));
-            }
+        match self.pop_idle() {
+            Some(client) => Ok((client, true)),
+            None => Ok((self.connect(name, deadline)?, false)),
         }
-        Ok((self.connect(name, deadline)?, false))
     }
 
     fn checkin(&self, client: SyncClient) {
-        if client.is_closed() {
+        if client.is_closed() || client.abandoned {
             return;
         }
         let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(client);
+        }
+    }
+
+    /// Whether the server still answers, asked with an empty query on another session (an
+    /// idle one, or a new one), within [`bound`](Self::bound): the check of a wait in the
+    /// server's queue, whose own session says nothing until the lock is granted. `Err(bound)`
+    /// only when the server did not answer in time; other failures (a pooled session that
+    /// died, a refused connection) leave the verdict to the waiting session itself.
+    fn check_alive(&self, deadline: Option<Instant>) -> Result<(), Duration> {
+        let bound = self.bound(deadline);
+        let mut client = match self.pop_idle() {
+            Some(client) => client,
+            None => match self.try_connect(Instant::now().checked_add(bound)) {
+                Ok(client) => client,
+                Err(ConnectFail::Silent { .. }) => return Err(bound),
+                Err(_) => return Ok(()),
+            },
+        };
+        match client.query("", bound) {
+            Ok(_) => {
+                self.checkin(client);
+                Ok(())
+            }
+            Err(Fail::Silent(bound)) => {
+                client.abandon();
+                Err(bound)
+            }
+            Err(Fail::Pg(_) | Fail::Other(_)) => Ok(()),
+        }
+    }
+
+    /// Takes the lock on `session`: the fencing token, or `None` if `wait` ran out (the
+    /// server's `lock_timeout`; a timed wait ends at `deadline`). An uncontended lock takes one
+    /// round trip: a try, which the server refuses while others are queued, so that it never
+    /// jumps the queue; only then the wait, in the server's queue, checking every half answer
+    /// timeout that the server still answers ([`check_alive`](Self::check_alive)).
+    fn lock_on(
+        &self,
+        session: &mut Session,
+        key: i64,
+        mode: Mode,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<Option<i64>, Fail> {
+        let try_sql = lock_sql(key, mode, Wait::Never);
+        let tried = token_of(&session.query(&try_sql, self.bound(deadline))?);
+        if tried.is_some() || wait_millis(wait).is_none() {
+            return Ok(tried);
+        }
+        let sql = lock_sql(key, mode, wait);
+        let started = Instant::now();
+        let Session {
+            runtime,
+            client,
+            connection,
+            ..
+        } = session;
+        let mut waiting = pin!(client.simple_query(&sql));
+        loop {
+            let (stretch, last) = self.stretch(deadline);
+            match drive(runtime, connection, waiting.as_mut(), Some(stretch)) {
+                Some(Ok(messages)) => return Ok(token_of(&messages)),
+                Some(Err(e)) if is_lock_timeout(&e) => return Ok(None),
+                Some(Err(e)) => return Err(Fail::Pg(e)),
+                None if last => return Err(Fail::Silent(started.elapsed())),
+                None => self.check_alive(deadline).map_err(Fail::Silent)?,
+            }
         }
     }
 
@@ -652,13 +1030,13 @@ impl Inner {
         let deadline = deadline_of(wait);
         let (mut client, mut pooled) = self.checkout(name, deadline)?;
         loop {
-            match lock_on(&mut client, key, mode, left(wait, deadline)) {
+            match self.lock_on(&mut client, key, mode, left(wait, deadline), deadline) {
                 Ok(Some(token)) => {
                     return Ok(Held {
                         key,
                         mode,
                         token,
-                        conn: Conn::Sync(Arc::new(Mutex::new(client))),
+                        conn: Conn::Sync(Box::new(Mutex::new(client))),
                     });
                 }
                 Ok(None) => {
@@ -666,11 +1044,16 @@ impl Inner {
                     return Err(Error::acquire_failed(name, wait_waited(wait)));
                 }
                 // A pooled session may have died while idle (a server restart): once, a new one.
-                Err(e) if pooled && session_gone(&e) => {
+                Err(Fail::Pg(e)) if pooled && session_gone(&e) => {
                     client = self.connect(name, deadline)?;
                     pooled = false;
                 }
-                Err(e) => return Err(self.query_error(name, "take the lock", &e)),
+                Err(fail) => {
+                    // A statement given up on may still be queued on the server: closing the
+                    // session takes it out (once the server reads again).
+                    client.abandon();
+                    return Err(self.failed(name, "take the lock", fail));
+                }
             }
         }
     }
@@ -689,26 +1072,33 @@ impl Inner {
         }
     }
 
+    /// How long a release waits for the server's confirmation.
+    fn release_bound(&self) -> Duration {
+        RELEASE_TIMEOUT.min(self.answer_timeout)
+    }
+
+    /// How long a check waits for the server's answer.
+    fn is_held_bound(&self) -> Duration {
+        IS_HELD_TIMEOUT.min(self.answer_timeout)
+    }
+
     fn release_sync(
         &self,
         name: &str,
-        client: Option<Arc<Mutex<SyncClient>>>,
+        client: Option<Box<Mutex<SyncClient>>>,
         sql: &str,
     ) -> Result<(), Error> {
         let Some(client) = client else {
             return Ok(());
         };
-        // Waits for a check still running on the session (see `is_held`), if any.
-        let outcome = client.lock().simple_query(sql);
-        match outcome {
+        let mut client = client.into_inner();
+        match client.query(sql, self.release_bound()) {
             Ok(messages) if last_value(&messages) == Some("t") => {
-                if let Ok(client) = Arc::try_unwrap(client) {
-                    self.checkin(client.into_inner());
-                }
+                self.checkin(client);
                 Ok(())
             }
             Ok(_) => Err(self.lost(name)),
-            Err(e) => Err(Error::backend(
+            Err(Fail::Pg(e)) => Err(Error::backend(
                 name,
                 self.target.clone(),
                 format!(
@@ -717,6 +1107,11 @@ impl Inner {
                     explain(&e)
                 ),
             )),
+            Err(Fail::Silent(bound)) => {
+                client.abandon();
+                Err(self.unconfirmed(name, bound))
+            }
+            Err(Fail::Other(e)) => Err(e),
         }
     }
 
@@ -729,35 +1124,30 @@ impl Inner {
     }
 
     /// Whether the session of `held` still holds it, asking the server; at most
-    /// [`IS_HELD_TIMEOUT`].
+    /// [`IS_HELD_TIMEOUT`] (or the answer timeout, if shorter). A check given up on leaves
+    /// the session as it is: its answer, if it ever comes, is skipped by the next query.
     fn is_held(&self, name: &str, held: &Held) -> Result<bool, Error> {
         let sql = held_sql(held.key, held.mode);
         match &held.conn {
             Conn::Sync(client) => {
-                // On a thread of its own, so that a server that stopped answering cannot keep
-                // the caller past the bound (the thread ends when the connection gives up).
-                let client = Arc::clone(client);
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                std::thread::Builder::new()
-                    .name("lockutils-pg-check".to_owned())
-                    .spawn(move || {
-                        let mut client = client.lock();
-                        let outcome = if client.is_closed() {
-                            Ok(None)
-                        } else {
-                            client
-                                .simple_query(&sql)
-                                .map(|messages| Some(last_value(&messages) == Some("t")))
-                        };
-                        let _ = tx.send(outcome);
-                    })
-                    .map_err(|e| self.thread_error(name, &e))?;
-                match rx.recv_timeout(IS_HELD_TIMEOUT) {
-                    Ok(Ok(None)) => Ok(false),
-                    Ok(Ok(Some(held))) => Ok(held),
-                    Ok(Err(e)) if e.is_closed() || db_error(&e).is_some() => Ok(false),
-                    Ok(Err(e)) => Err(self.query_error(name, "check the lock", &e)),
-                    Err(_) => Err(self.unanswered(name)),
+                let bound = self.is_held_bound();
+                let outcome = off_runtime(|| {
+                    let mut client = client.lock();
+                    if client.is_closed() {
+                        return Ok(None);
+                    }
+                    client
+                        .query(&sql, bound)
+                        .map(|messages| Some(last_value(&messages) == Some("t")))
+                })
+                .map_err(|e| self.thread_error(name, &e))?;
+                match outcome {
+                    Ok(None) => Ok(false),
+                    Ok(Some(held)) => Ok(held),
+                    Err(Fail::Pg(e)) if e.is_closed() || db_error(&e).is_some() => Ok(false),
+                    Err(Fail::Pg(e)) => Err(self.query_error(name, "check the lock", &e)),
+                    Err(Fail::Silent(bound)) => Err(self.unanswered(name, bound)),
+                    Err(Fail::Other(e)) => Err(e),
                 }
             }
             #[cfg(feature = "async")]
@@ -1034,6 +1424,34 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("not a valid PostgreSQL URL"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn the_answer_timeout_is_an_option_of_the_url_with_a_default() {
+        let backend = PgBackend::new("postgres://app:s3cret@db/locks").unwrap();
+        assert_eq!(backend.answer_timeout(), DEFAULT_ANSWER_TIMEOUT);
+        let backend =
+            PgBackend::new("postgres://db/locks?connect_timeout=2&answer_timeout=1.5&user=app")
+                .unwrap();
+        assert_eq!(backend.answer_timeout(), Duration::from_millis(1500));
+        assert_eq!(
+            backend.inner.config.get_connect_timeout(),
+            Some(&Duration::from_secs(2))
+        );
+        assert_eq!(backend.inner.config.get_user(), Some("app"));
+        assert_eq!(
+            own_options("postgres://db/locks?answer_timeout=3").unwrap(),
+            (
+                "postgres://db/locks".to_owned(),
+                Some(Duration::from_secs(3))
+            )
+        );
+        for bad in ["0", "-1", "soon", "NaN"] {
+            let url = format!("postgres://app:s3cret@db/locks?answer_timeout={bad}");
+            let text = PgBackend::new(&url).unwrap_err().to_string();
+            assert!(text.contains("answer_timeout"), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
     }
 
     #[test]
