@@ -66,13 +66,16 @@ struct Frozen {
 }
 
 impl Frozen {
-    fn new(db: &PgBackend) -> Self {
-        let backend: i32 = db.query("SELECT pg_backend_pid()").unwrap()[0]
-            .as_deref()
+    fn new() -> Self {
+        // The postmaster's PID: the first line of the PID file that scripts/postgres names.
+        let pidfile = std::env::var("LOCKUTILS_TEST_PG_PIDFILE")
+            .expect("LOCKUTILS_TEST_PG_PIDFILE (set by scripts/postgres)");
+        let postmaster: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()
-            .parse()
-            .unwrap();
-        let postmaster = parent_of(backend).expect("the postmaster of a backend");
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("the postmaster's PID");
         let mut frozen = Frozen {
             stopped: Vec::new(),
             starter: parent_of(postmaster).filter(|&parent| parent > 1),
@@ -186,7 +189,7 @@ fn timed_and_non_blocking_acquires_give_up_on_a_frozen_server_in_time() {
     let timed_bound = timeout + lockutils_postgres::TIMEOUT_GRACE;
     let one_second = Duration::from_secs(1);
 
-    let _frozen = Frozen::new(pooled);
+    let _frozen = Frozen::new();
     for (what, db) in [("a pooled session", pooled), ("a new session", fresh)] {
         let n = name.clone();
         let outcome = bounded(what, move || {
@@ -258,7 +261,7 @@ fn awaited_acquires_give_up_on_a_frozen_server_in_time() {
     }
     let timeout = Duration::from_secs(2);
 
-    let _frozen = Frozen::new(db);
+    let _frozen = Frozen::new();
     let n = name.clone();
     let outcome = bounded("acquire_async", move || {
         runtime()
@@ -333,7 +336,7 @@ fn waits_in_the_queue_checks_and_releases_give_up_on_a_frozen_server_in_time() {
 
     // The documented bound of a wait: 1.5 × the answer timeout after the server stops.
     let wait_bound = db.answer_timeout() * 3 / 2;
-    let frozen = Frozen::new(db);
+    let frozen = Frozen::new();
     let since = Instant::now();
     while let Ok((what, outcome, when)) = rx.recv_timeout(HANG) {
         gave_up(what, &name, (outcome, when - since), wait_bound);
