@@ -311,6 +311,7 @@ fn list_shows_who_holds_what() {
 }
 
 #[test]
+#[ignore = "needs the real oslo.concurrency: scripts/test runs it (LOCKUTILS_OSLO_PYTHON, --include-ignored)"]
 fn list_shows_the_pid_of_a_python_oslo_holder() {
     let Ok(python) = std::env::var("LOCKUTILS_OSLO_PYTHON") else {
         assert!(
@@ -602,6 +603,7 @@ fn pg_url() -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn run_takes_its_lock_on_the_server_a_backend_url_names() {
     let Some(url) = pg_url() else { return };
     let db = lockutils_postgres::backend(&url).unwrap();
@@ -657,6 +659,7 @@ fn run_takes_its_lock_on_the_server_a_backend_url_names() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn a_killed_run_on_a_server_takes_its_command_down_with_it() {
     let Some(url) = pg_url() else { return };
     let name = format!("cli-pg-kill-{}", std::process::id());

@@ -21,6 +21,7 @@ async fn until_queued(key: i64, n: usize, what: &'static str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 async fn an_awaited_lock_waits_on_the_server_and_gets_it_on_release() {
     let Some(db) = db() else { return };
     let name = unique("async-queue");
@@ -48,6 +49,7 @@ async fn an_awaited_lock_waits_on_the_server_and_gets_it_on_release() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 async fn awaited_tries_and_timeouts_fail_and_cancelled_waits_leave_the_queue() {
     let Some(db) = db() else { return };
     let name = unique("async-busy");
@@ -132,6 +134,7 @@ async fn synchronized_body() -> Result<bool, Error> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 async fn a_synchronized_async_fn_locks_on_the_process_wide_backend() {
     let Some(db) = db() else { return };
     // The other tests of this binary name their backend; this one relies on the process's.
@@ -158,6 +161,7 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn an_awaited_lock_is_released_on_the_server_when_its_guard_drops_outside_the_runtime() {
     let Some(db) = db() else { return };
     let name = unique("async-drop-outside");
@@ -209,6 +213,7 @@ fn an_awaited_lock_is_released_on_the_server_when_its_guard_drops_outside_the_ru
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn a_session_pooled_by_an_idle_runtime_serves_another_runtime() {
     let Some(url) = support::url() else { return };
     // A pool of its own, so that the session pooled below is the one taken.
@@ -241,6 +246,7 @@ fn a_session_pooled_by_an_idle_runtime_serves_another_runtime() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 async fn an_awaited_lock_whose_session_was_terminated_is_reported_lost() {
     let Some(db) = db() else { return };
     let name = unique("async-terminated");

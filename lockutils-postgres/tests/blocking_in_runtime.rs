@@ -49,12 +49,14 @@ fn lock_twice(db: &'static PgBackend, name: &str) {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 async fn the_blocking_api_works_in_a_task_of_a_current_thread_runtime() {
     let Some(db) = own_backend() else { return };
     lock_twice(db, &unique("blocking-current-thread"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 async fn the_blocking_api_works_in_a_spawned_task_of_a_multi_thread_runtime() {
     let Some(db) = own_backend() else { return };
     let name = unique("blocking-multi-thread");
@@ -64,6 +66,7 @@ async fn the_blocking_api_works_in_a_spawned_task_of_a_multi_thread_runtime() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 async fn a_guard_taken_off_the_runtime_is_released_in_a_task() {
     let Some(db) = own_backend() else { return };
     let name = unique("blocking-moved");
@@ -91,6 +94,7 @@ async fn a_guard_taken_off_the_runtime_is_released_in_a_task() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 async fn a_failing_blocking_acquire_in_a_task_reports_an_error() {
     let Some(db) = db() else { return };
     let name = unique("blocking-busy");

@@ -174,6 +174,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn timed_and_non_blocking_acquires_give_up_on_a_frozen_server_in_time() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The default answer timeout (10 s): a timed acquire's own timeout bounds it.
@@ -247,6 +248,7 @@ fn timed_and_non_blocking_acquires_give_up_on_a_frozen_server_in_time() {
 
 #[cfg(feature = "async")]
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn awaited_acquires_give_up_on_a_frozen_server_in_time() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(db) = backend("") else { return };
@@ -301,6 +303,7 @@ fn awaited_acquires_give_up_on_a_frozen_server_in_time() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn waits_in_the_queue_checks_and_releases_give_up_on_a_frozen_server_in_time() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(db) = backend("connect_timeout=1&answer_timeout=1") else {

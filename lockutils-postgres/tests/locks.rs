@@ -78,6 +78,7 @@ fn bump(path: &str) -> Result<(), Error> {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn two_processes_count_exactly_under_one_distributed_lock() {
     let Some(db) = db() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -110,6 +111,7 @@ fn two_processes_count_exactly_under_one_distributed_lock() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn a_sigkilled_holder_frees_the_lock_for_a_queued_waiter_at_once() {
     let Some(db) = db() else { return };
     let name = unique("sigkill");
@@ -129,6 +131,7 @@ fn a_sigkilled_holder_frees_the_lock_for_a_queued_waiter_at_once() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn non_blocking_and_timed_acquires_fail_as_acquire_lock_failed() {
     let Some(db) = db() else { return };
     let name = unique("busy");
@@ -180,6 +183,7 @@ fn non_blocking_and_timed_acquires_fail_as_acquire_lock_failed() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn a_blocking_acquire_waits_on_the_server_until_release() {
     let Some(db) = db() else { return };
     let name = unique("queue");
@@ -202,6 +206,7 @@ fn a_blocking_acquire_waits_on_the_server_until_release() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn shared_locks_admit_many_readers_and_exclude_the_writer() {
     let Some(db) = db() else { return };
     let name = unique("shared");
@@ -240,6 +245,7 @@ fn shared_locks_admit_many_readers_and_exclude_the_writer() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn fencing_tokens_strictly_increase_across_sessions_and_processes() {
     let Some(db) = db() else { return };
     let name = unique("fencing");
@@ -280,6 +286,7 @@ fn the_key_function_has_its_documented_values() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn the_documented_sql_computes_the_same_keys_and_takes_the_same_lock() {
     let Some(db) = db() else { return };
     for name in ["", "lock", "nova-x_y", "instance-42", "é", "ünïcødé/名前"] {
@@ -303,6 +310,7 @@ fn the_documented_sql_computes_the_same_keys_and_takes_the_same_lock() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn a_fair_lock_reenters_with_its_session_and_refuses_another_backend() {
     let Some(db) = db() else { return };
     let name = unique("reentrant");
@@ -336,6 +344,7 @@ fn a_fair_lock_reenters_with_its_session_and_refuses_another_backend() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn server_down_fails_promptly_with_a_clear_error() {
     let Some(_) = db() else { return };
     let port = {
@@ -364,6 +373,7 @@ fn server_down_fails_promptly_with_a_clear_error() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn wrong_credentials_are_a_clear_error_without_the_password() {
     let Some(_) = db() else { return };
     let url = support::url().unwrap();
@@ -384,6 +394,7 @@ fn wrong_credentials_are_a_clear_error_without_the_password() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn an_unregistered_url_scheme_fails_every_external_lock_clearly() {
     let Some(_) = db() else { return };
     let mut child = support::child::start({
@@ -413,6 +424,7 @@ fn an_unregistered_url_scheme_fails_every_external_lock_clearly() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn idle_sessions_are_pooled_and_reused() {
     let Some(_) = db() else { return };
     let own = PgBackend::new(&support::url().unwrap()).unwrap();
@@ -431,6 +443,7 @@ fn idle_sessions_are_pooled_and_reused() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn a_session_terminated_while_held_is_reported_and_frees_the_waiter() {
     let Some(db) = db() else { return };
     let name = unique("terminated");
@@ -460,6 +473,7 @@ fn a_session_terminated_while_held_is_reported_and_frees_the_waiter() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn is_held_sees_negative_and_positive_keys() {
     let Some(db) = db() else { return };
     let negative = db.lock("x/y", Some("nova")).unwrap();

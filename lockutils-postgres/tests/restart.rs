@@ -20,6 +20,7 @@ fn restart_server() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn a_server_restart_while_held_is_reported_as_lost_and_locking_recovers() {
     let Some(db) = db() else { return };
     let name = unique("restart");

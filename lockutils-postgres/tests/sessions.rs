@@ -26,6 +26,7 @@ fn of_key(key: i64) -> String {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn query_runs_on_a_session_of_its_own_that_is_never_pooled() {
     let Some(db) = own_backend() else { return };
     let lock = db.lock(&unique("query"), None).unwrap();
@@ -105,6 +106,7 @@ fn gives_up_in_time(what: &str, check: impl FnOnce() -> Result<bool, lockutils::
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn a_check_of_a_session_that_stopped_answering_gives_up_in_time() {
     let Some(db) = own_backend() else { return };
     let lock = db.lock(&unique("stopped"), None).unwrap();
