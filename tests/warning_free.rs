@@ -1,0 +1,17 @@
+//! The `tests/ui/pass` cases as one test crate, so that `cargo clippy --all-targets` lints
+//! what `#[synchronized]` generates in each form (trybuild builds them with rustc only).
+
+#[path = "ui/pass/all_forms.rs"]
+mod all_forms;
+#[path = "ui/pass/return_types.rs"]
+mod return_types;
+
+#[test]
+fn all_forms() {
+    all_forms::main();
+}
+
+#[test]
+fn return_types() {
+    return_types::main();
+}
