@@ -4,11 +4,22 @@
 //!
 //! ```text
 //! fn f(..) -> R {
+//!     #![inner attributes of the body]
 //!     fn __lockutils_here() {}                    // names the function in logs
-//!     let __lockutils_guard = { take the lock; on failure return Err(e.into()) or panic };
-//!     { original body }                           // its value is the function's value
+//!     let __lockutils_guard = match take the lock {
+//!         Ok(guard) => guard,
+//!         Err(error) => what R asks for (see `Failure`),
+//!     };
+//!     { original statements }                     // its value is the function's value
 //! }
 //! ```
+//!
+//! The braces around the original statements are the macro's (located where the user's are),
+//! so no lint sees "unnecessary braces" in the user's code.
+//!
+//! What a lock failure becomes is decided by the compiler from the return type, not by the
+//! macro from its name (a macro cannot see through `type MyResult<T> = ...`): see
+//! `lockutils_core::__private::Returns`.
 //!
 //! Generated code names everything by absolute path into `::lockutils::__private`, so user
 //! imports cannot break it.
