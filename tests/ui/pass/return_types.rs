@@ -2,7 +2,8 @@
 #![deny(clippy::all)]
 //! Any return type works: the type, not its name, decides what a lock failure becomes.
 //!
-//! Also built by `tests/warning_free.rs`, so that clippy sees these forms too.
+//! One-line bodies on purpose: `tests/warning_free.rs` keeps rustfmt off this file, and
+//! builds it so that clippy sees these forms too.
 
 use std::io;
 
@@ -15,9 +16,7 @@ pub struct SearchResult {
 }
 
 #[synchronized("search")]
-fn search() -> SearchResult {
-    SearchResult { hits: 3 }
-}
+fn search() -> SearchResult { SearchResult { hits: 3 } }
 
 /// An error type that lock failures convert into.
 #[derive(Debug)]
@@ -33,48 +32,32 @@ impl From<lockutils::Error> for MyError {
 pub type MyResult<T> = Result<T, MyError>;
 
 #[synchronized("alias")]
-fn alias() -> MyResult<u32> {
-    Ok(1)
-}
+fn alias() -> MyResult<u32> { Ok(1) }
 
 #[synchronized("alias-nonblocking", blocking = false)]
-fn alias_nonblocking() -> MyResult<u32> {
-    Ok(2)
-}
+fn alias_nonblocking() -> MyResult<u32> { Ok(2) }
 
 #[synchronized("io")]
-fn io_result() -> io::Result<u32> {
-    Ok(3)
-}
+fn io_result() -> io::Result<u32> { Ok(3) }
 
 /// A `Result` whose error type has no `From<lockutils::Error>`: panics, when asked to.
 #[synchronized("strings", on_lock_error = "panic")]
-fn strings() -> Result<u32, String> {
-    Ok(4)
-}
+fn strings() -> Result<u32, String> { Ok(4) }
 
 /// An alias of something that is not a `Result`.
 pub type Hits = Option<u32>;
 
 #[synchronized("option")]
-fn option() -> Hits {
-    Some(5)
-}
+fn option() -> Hits { Some(5) }
 
 #[synchronized("generic")]
-fn generic<T: Default>() -> T {
-    T::default()
-}
+fn generic<T: Default>() -> T { T::default() }
 
 #[synchronized("generic-error")]
-fn generic_error<E: From<lockutils::Error>>() -> Result<u32, E> {
-    Ok(6)
-}
+fn generic_error<E: From<lockutils::Error>>() -> Result<u32, E> { Ok(6) }
 
 #[synchronized("boxed")]
-fn boxed() -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(7)
-}
+fn boxed() -> Result<u32, Box<dyn std::error::Error + Send + Sync>> { Ok(7) }
 
 struct Finder;
 
