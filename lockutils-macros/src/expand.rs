@@ -374,3 +374,41 @@ fn duration(arg: &DurationArg) -> TokenStream {
         DurationArg::Expr(e) => quote_spanned! {e.span()=> (#e) },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ty(text: &str) -> Type {
+        syn::parse_str(text).unwrap()
+    }
+
+    #[test]
+    fn only_paths_are_left_to_the_type_system() {
+        for not_a_result in [
+            "()",
+            "!",
+            "impl Iterator<Item = u8>",
+            "(u8, u8)",
+            "&str",
+            "[u8; 2]",
+        ] {
+            assert!(surely_not_a_result(&ty(not_a_result)), "{not_a_result}");
+        }
+        for maybe in [
+            "Result<u8, E>",
+            "MyResult<u8>",
+            "SearchResult",
+            "u32",
+            "Self",
+        ] {
+            assert!(!surely_not_a_result(&ty(maybe)), "{maybe}");
+        }
+    }
+
+    #[test]
+    fn impl_trait_is_inferred_where_the_type_is_named() {
+        let named = nameable(&ty("Result<impl Iterator<Item = impl Copy>, E>"));
+        assert_eq!(quote!(#named).to_string(), quote!(Result<_, E>).to_string());
+    }
+}
