@@ -35,8 +35,12 @@
 //!   names the lock.
 //!
 //! ## `#[synchronized]`
-//! oslo's decorator, as an attribute: the function runs with the lock held. Lock failures
-//! come back as `Err(e.into())` from functions returning `Result`; see
+//! oslo's decorator, as an attribute: the function runs with the lock held. What a lock
+//! failure becomes is decided by the compiler from the return type, aliases seen through: a
+//! `Result<_, E>` with `E: From<lockutils::Error>` returns `Err(e.into())`; a `Result<_, E>`
+//! whose `E` lacks that `From` is a compile error saying so (implement it, or write
+//! `on_lock_error = "panic"`); any other type panics, whatever it is called. `blocking = false`
+//! and `timeout` need the first kind. The generated code adds no warning to your crate. See
 //! [`macro@synchronized`] for the arguments, and [`synchronized_with_prefix!`] to bind a
 //! project's lock file prefix once.
 //!

@@ -277,6 +277,80 @@ fn an_infallible_function_panics_naming_the_lock_and_cause() {
     conflicting_options();
 }
 
+// The return type, not its name, decides what a lock failure becomes.
+
+static CONFLICT: std::sync::LazyLock<Semaphores> = std::sync::LazyLock::new(Semaphores::new);
+
+/// Not a `Result`, whatever it is called.
+#[derive(Debug)]
+struct SearchResult;
+
+// `semaphores` with `fair` is refused at every call: a lock failure that is not a wait.
+#[synchronized("search", semaphores = CONFLICT, fair = true)]
+fn search() -> SearchResult {
+    SearchResult
+}
+
+#[test]
+#[should_panic(expected = "did not get its lock: lock ")]
+fn a_type_named_like_a_result_that_is_not_one_panics() {
+    search();
+}
+
+#[derive(Debug)]
+struct MyError(Error);
+
+impl From<Error> for MyError {
+    fn from(error: Error) -> Self {
+        Self(error)
+    }
+}
+
+type MyResult<T> = Result<T, MyError>;
+
+#[synchronized("my-result", blocking = false)]
+fn my_result_nonblocking() -> MyResult<u32> {
+    Ok(1)
+}
+
+#[synchronized("my-result", semaphores = CONFLICT, fair = true)]
+fn my_result_refused() -> MyResult<u32> {
+    Ok(2)
+}
+
+#[test]
+fn a_result_alias_returns_the_failure_as_err() {
+    assert_eq!(my_result_nonblocking().unwrap(), 1);
+    let held = lockutils::lock("my-result").acquire().unwrap();
+    let MyError(error) = my_result_nonblocking().unwrap_err();
+    assert!(error.is_acquire_failed(), "{error}");
+    drop(held);
+    // Without `blocking = false` too: the alias is a `Result`, so it returns, not panics.
+    let MyError(error) = my_result_refused().unwrap_err();
+    assert!(matches!(error, Error::InvalidOptions { .. }), "{error}");
+}
+
+#[synchronized("io-refused", semaphores = CONFLICT, fair = true)]
+fn io_refused() -> io::Result<u32> {
+    Ok(3)
+}
+
+#[test]
+fn an_io_result_returns_the_failure_as_an_io_error() {
+    assert!(io_refused().is_err());
+}
+
+#[synchronized("strings", semaphores = CONFLICT, fair = true, on_lock_error = "panic")]
+fn strings() -> Result<u32, String> {
+    Ok(4)
+}
+
+#[test]
+#[should_panic(expected = "did not get its lock: lock ")]
+fn on_lock_error_panic_panics_from_a_result_function() {
+    let _ = strings();
+}
+
 #[synchronized("own", semaphores = OWN)]
 fn in_own_namespace() -> bool {
     // The global lock of the same name is a different lock.

@@ -1,6 +1,7 @@
 //! Support for the code `#[synchronized]` generates. Not a public API: it changes with the
 //! macro.
 
+use std::marker::PhantomData;
 use std::time::Instant;
 
 use tracing::Level;
@@ -146,6 +147,149 @@ pub fn lock_failed<F>(error: Error, _here: F) -> ! {
         "#[synchronized] function `{}` did not get its lock: {error}",
         function_name::<F>()
     )
+}
+
+/// The return type `R` of a `#[synchronized]` function, by which the type system (not the
+/// macro, which sees only names) decides what a lock failure becomes:
+///
+/// - `Result<T, E>` with `E: From<Error>`: `Err(error.into())` ([`FailureAsErr`]);
+/// - `Result<T, E>` otherwise: a compile error saying so ([`FailureWithoutFrom`]);
+/// - any other type: a panic ([`FailureAsPanic`]).
+///
+/// The generated code calls `(&&Returns::<R>::new()).lock_failure(error, here)` with the three
+/// traits in scope; method resolution tries `&&Returns<R>`, then `&Returns<R>`, then
+/// `Returns<R>`, and takes the first impl whose where-clauses hold. Type aliases are seen
+/// through, since the choice is made on the type, not on how it is written.
+pub struct Returns<R>(PhantomData<fn() -> R>);
+
+// By hand: `Copy` whatever `R` is, so that the last candidate can take it by value.
+impl<R> Clone for Returns<R> {
+    #[inline]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Returns<R> {}
+
+impl<R> Default for Returns<R> {
+    #[inline]
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<R> Returns<R> {
+    /// A marker for the return type `R`.
+    #[inline]
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// The error type of a function whose lock failures are returned as `Err(e.into())`.
+#[diagnostic::on_unimplemented(
+    message = "#[synchronized] returns a lock failure as `Err(e.into())`, but `{Self}` has no `From<lockutils::Error>`",
+    label = "this function's error type `{Self}` cannot be made from a `lockutils::Error`",
+    note = "implement `From<lockutils::Error> for {Self}`, or write `on_lock_error = \"panic\"` in `#[synchronized(...)]` to panic when the lock is not taken"
+)]
+pub trait FromLockError: Sized {
+    /// `Self::from(error)`.
+    fn from_lock_error(error: Error) -> Self;
+}
+
+impl<E: From<Error>> FromLockError for E {
+    #[inline]
+    fn from_lock_error(error: Error) -> Self {
+        E::from(error)
+    }
+}
+
+/// `Result<T, E>` with `E: From<Error>`: a lock failure is returned as `Err(error.into())`.
+pub trait FailureAsErr {
+    /// The function's return type.
+    type Output;
+    /// What the function returns when it does not get its lock.
+    fn lock_failure<F>(self, error: Error, here: F) -> Self::Output;
+}
+
+impl<T, E: From<Error>> FailureAsErr for &&Returns<Result<T, E>> {
+    type Output = Result<T, E>;
+    #[inline]
+    fn lock_failure<F>(self, error: Error, _here: F) -> Result<T, E> {
+        Err(E::from(error))
+    }
+}
+
+/// `Result<T, E>` without `E: From<Error>`: the bound on `lock_failure` fails, with
+/// [`FromLockError`]'s message.
+pub trait FailureWithoutFrom {
+    /// The function's error type.
+    type Error;
+    /// The function's return type.
+    type Output;
+    /// Never callable: `Self::Error` has no `From<Error>`.
+    fn lock_failure<F>(self, error: Error, here: F) -> Self::Output
+    where
+        Self::Error: FromLockError;
+}
+
+impl<T, E> FailureWithoutFrom for &Returns<Result<T, E>> {
+    type Error = E;
+    type Output = Result<T, E>;
+    #[inline]
+    fn lock_failure<F>(self, error: Error, _here: F) -> Result<T, E>
+    where
+        E: FromLockError,
+    {
+        Err(E::from_lock_error(error))
+    }
+}
+
+/// Any other return type: a lock failure panics ([`lock_failed`]).
+pub trait FailureAsPanic {
+    /// The function's return type.
+    type Output;
+    /// Panics.
+    fn lock_failure<F>(self, error: Error, here: F) -> Self::Output;
+}
+
+impl<R> FailureAsPanic for Returns<R> {
+    type Output = R;
+    #[track_caller]
+    fn lock_failure<F>(self, error: Error, here: F) -> R {
+        lock_failed(error, here)
+    }
+}
+
+/// The return type of a function that must return its lock failures (`blocking = false`,
+/// `timeout`, `on_lock_error = "return"`): `Result<T, E>` with `E: From<Error>`.
+#[diagnostic::on_unimplemented(
+    message = "#[synchronized] returns lock failures of this function as `Err(e.into())`, so it must return `Result<_, E>` with `E: From<lockutils::Error>`, not `{Self}`",
+    label = "this makes not getting the lock an error the function returns",
+    note = "`blocking = false`, `timeout` and `on_lock_error = \"return\"` need such a function; with `on_lock_error = \"panic\"` a function of any return type panics instead"
+)]
+pub trait ReturnsLockError: Sized {
+    /// The function's error type, which must convert from [`Error`]: checked on `lock_error`
+    /// rather than on the impl, so that a `Result` with another error type gets
+    /// [`FromLockError`]'s message.
+    type Error;
+    /// `Err(error.into())`.
+    fn lock_error(error: Error) -> Self
+    where
+        Self::Error: FromLockError;
+}
+
+impl<T, E> ReturnsLockError for Result<T, E> {
+    type Error = E;
+    #[inline]
+    fn lock_error(error: Error) -> Self
+    where
+        E: FromLockError,
+    {
+        Err(E::from_lock_error(error))
+    }
 }
 
 /// The lock held by a `#[synchronized]` `async fn`, with what its logs need. `Send`.

@@ -16,6 +16,7 @@ const OPTIONS: &[&str] = &[
     "blocking",
     "timeout",
     "delay",
+    "on_lock_error",
 ];
 
 /// The lock name: a string literal takes the fast path (no lookup per call).
@@ -30,6 +31,15 @@ pub(crate) enum DurationArg {
     Expr(Expr),
 }
 
+/// `on_lock_error = "..."`: what a lock failure becomes, when not left to the return type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnLockError {
+    /// `"panic"`: panic, whatever the function returns.
+    Panic,
+    /// `"return"`: `Err(e.into())`; the function must return `Result<_, E: From<Error>>`.
+    Return,
+}
+
 /// Parsed `#[synchronized(...)]` arguments.
 pub(crate) struct Args {
     pub name: Name,
@@ -42,6 +52,7 @@ pub(crate) struct Args {
     pub blocking: Option<(Ident, Expr)>,
     pub timeout: Option<(Ident, DurationArg)>,
     pub delay: Option<DurationArg>,
+    pub on_lock_error: Option<(Ident, OnLockError)>,
 }
 
 impl Parse for Args {
@@ -112,6 +123,7 @@ struct Options {
     blocking: Option<(Ident, Expr)>,
     timeout: Option<(Ident, DurationArg)>,
     delay: Option<DurationArg>,
+    on_lock_error: Option<(Ident, OnLockError)>,
 }
 
 impl Options {
@@ -128,6 +140,10 @@ impl Options {
             "blocking" => put(&mut self.blocking, (key.clone(), bool_arg(value)?)),
             "timeout" => put(&mut self.timeout, (key.clone(), duration_arg(value)?)),
             "delay" => put(&mut self.delay, duration_arg(value)?),
+            "on_lock_error" => put(
+                &mut self.on_lock_error,
+                (key.clone(), on_lock_error(value)?),
+            ),
             _ => return Err(unknown_option(&key)),
         };
         if duplicate {
@@ -156,6 +172,7 @@ impl Options {
             blocking: self.blocking,
             timeout: self.timeout,
             delay: self.delay,
+            on_lock_error: self.on_lock_error,
         })
     }
 }
@@ -231,6 +248,18 @@ fn container_arg(value: Expr) -> syn::Result<Expr> {
         Some(other) => Err(syn::Error::new(
             other.span(),
             "expected a `lockutils::Semaphores` container (for example a `static` one)",
+        )),
+    }
+}
+
+fn on_lock_error(value: Expr) -> syn::Result<OnLockError> {
+    match literal(&value) {
+        Some(Lit::Str(s)) if s.value() == "panic" => Ok(OnLockError::Panic),
+        Some(Lit::Str(s)) if s.value() == "return" => Ok(OnLockError::Return),
+        _ => Err(syn::Error::new(
+            value.span(),
+            "expected `on_lock_error = \"panic\"` (panic when the lock is not taken, whatever \
+             the function returns) or `on_lock_error = \"return\"` (return `Err(e.into())`)",
         )),
     }
 }

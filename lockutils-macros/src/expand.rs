@@ -4,21 +4,32 @@
 //!
 //! ```text
 //! fn f(..) -> R {
+//!     #![inner attributes of the body]
 //!     fn __lockutils_here() {}                    // names the function in logs
-//!     let __lockutils_guard = { take the lock; on failure return Err(e.into()) or panic };
-//!     { original body }                           // its value is the function's value
+//!     let __lockutils_guard = match take the lock {
+//!         Ok(guard) => guard,
+//!         Err(error) => what R asks for (see `Failure`),
+//!     };
+//!     { original statements }                     // its value is the function's value
 //! }
 //! ```
+//!
+//! The braces around the original statements are the macro's (located where the user's are),
+//! so no lint sees "unnecessary braces" in the user's code.
+//!
+//! What a lock failure becomes is decided by the compiler from the return type, not by the
+//! macro from its name (a macro cannot see through `type MyResult<T> = ...`): see
+//! `lockutils_core::__private::Returns`.
 //!
 //! Generated code names everything by absolute path into `::lockutils::__private`, so user
 //! imports cannot break it.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, ReturnType, Type};
+use syn::{AttrStyle, Block, Expr, ExprLit, Ident, ItemFn, Lit, LitStr, ReturnType, Token, Type};
 
-use crate::args::{Args, DurationArg, Name};
+use crate::args::{Args, DurationArg, Name, OnLockError};
 
 /// Expands `#[synchronized(args)]` on `item`; `bound_prefix` is the prefix bound by
 /// `synchronized_with_prefix!`, if any.
@@ -35,10 +46,7 @@ pub(crate) fn expand(
         ));
     }
     let is_async = function.sig.asyncness.is_some();
-    let returns_result = returns_result(&function.sig.output);
-    if !returns_result {
-        refuse_failure_on_infallible(&args)?;
-    }
+    let failure = Failure::choose(&args, &function.sig.output)?;
     if let (Some(bound), Some((key, _))) = (&bound_prefix, &args.prefix) {
         return Err(syn::Error::new(
             key.span(),
@@ -51,21 +59,17 @@ pub(crate) fn expand(
 
     let fast = fast_path(&args, bound_prefix.as_ref());
     let builder = builder(&args, bound_prefix.as_ref());
-    let on_failure = if returns_result {
-        quote_spanned! {Span::mixed_site()=>
-            return ::core::result::Result::Err(::core::convert::From::from(error))
-        }
-    } else {
-        quote_spanned! {Span::mixed_site()=>
-            ::lockutils::__private::lock_failed(error, __lockutils_here)
-        }
-    };
+    let on_failure = failure.tokens();
     let ItemFn {
         attrs,
         vis,
         sig,
         block,
     } = function;
+    let outer = attrs.iter().filter(|a| matches!(a.style, AttrStyle::Outer));
+    let inner = attrs
+        .iter()
+        .filter(|a| matches!(a.style, AttrStyle::Inner(_)));
     // Mixed-site hygiene: the user's body cannot see (or clash with) these locals.
     let guard = match fast {
         _ if is_async => quote_spanned! {Span::mixed_site()=>
@@ -93,23 +97,173 @@ pub(crate) fn expand(
                 };
         },
     };
+    let body = user_block(&block);
     let body = if is_async {
         // Polled inside a scope that marks the lock as held by this task (see
         // `__private::Scoped`), so that a nested call on the same lock can tell.
         let scoped = quote_spanned! {Span::mixed_site()=>
-            ::lockutils::__private::scoped(&__lockutils_guard, async move #block).await
+            ::lockutils::__private::scoped(&__lockutils_guard, async move #body).await
         };
         quote! { #scoped }
     } else {
-        quote! { #block }
+        body
     };
     Ok(quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             #guard
             #body
         }
     })
+}
+
+/// The user's block, its statements as written, in braces that sit where the user's braces
+/// are (so errors about the body point there) but belong to the expansion. The braces are the
+/// macro's, so lints about them (`unused_braces` on a one-expression body, which `cargo fix`
+/// would "fix" into code that does not compile) do not fire in the user's crate; the
+/// statements keep their spans, so lints about the user's code still do. The block still makes
+/// a scope: items declared in the body do not clash with the generated ones.
+fn user_block(block: &Block) -> TokenStream {
+    let braces = block.brace_token.span.join();
+    let stmts = &block.stmts;
+    let mut group = Group::new(Delimiter::Brace, quote! { #(#stmts)* });
+    group.set_span(braces.resolved_at(Span::mixed_site()));
+    TokenTree::Group(group).into()
+}
+
+/// What the generated code does when the lock is not taken.
+enum Failure {
+    /// Panic, whatever the function returns: no return type, `!`, `impl Trait`, or
+    /// `on_lock_error = "panic"`.
+    Panic,
+    /// Return `Err(e.into())`; the return type must be `Result<_, E: From<Error>>`, which the
+    /// compiler checks (`ReturnsLockError`), with the error spanned at `key`.
+    Return { key: Ident },
+    /// Decided by the type system from the return type, written out: `Err(e.into())` from a
+    /// `Result<_, E>` (through aliases too), a panic otherwise (`__private::Returns`).
+    ByType(Box<Type>),
+}
+
+impl Failure {
+    fn choose(args: &Args, output: &ReturnType) -> syn::Result<Self> {
+        if let Some((key, on)) = &args.on_lock_error {
+            return match on {
+                OnLockError::Panic => Ok(Self::Panic),
+                OnLockError::Return if matches!(output, ReturnType::Default) => Err(needs_result(
+                    key,
+                    "`on_lock_error = \"return\"`",
+                    "a lock it does not get",
+                )),
+                OnLockError::Return => Ok(Self::Return { key: key.clone() }),
+            };
+        }
+        // Options that make not getting the lock a normal outcome need a `Result`.
+        let may_fail = match &args.blocking {
+            Some((key, value)) => {
+                let always_blocks = matches!(
+                    value,
+                    Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) if b.value
+                );
+                (!always_blocks).then_some((key, "`blocking = false`", "a lock it does not get"))
+            }
+            None => None,
+        }
+        .or_else(|| {
+            args.timeout
+                .as_ref()
+                .map(|(key, _)| (key, "`timeout`", "a lock it does not get in time"))
+        });
+        let ty = match output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => Some(ty),
+        };
+        if let Some((key, option, what)) = may_fail {
+            return match ty {
+                Some(ty) if !surely_not_a_result(ty) => Ok(Self::Return { key: key.clone() }),
+                _ => Err(needs_result(key, option, what)),
+            };
+        }
+        Ok(match ty {
+            Some(ty) if !surely_not_a_result(ty) => Self::ByType(Box::new(nameable(ty))),
+            _ => Self::Panic,
+        })
+    }
+
+    /// The expression of the failure arm; `error` is the `lockutils::Error`.
+    fn tokens(&self) -> TokenStream {
+        match self {
+            Self::Panic => quote_spanned! {Span::mixed_site()=>
+                ::lockutils::__private::lock_failed(error, __lockutils_here)
+            },
+            Self::Return { key } => {
+                // Where the option is written, so that a wrong return type is reported there.
+                let at = key.span().resolved_at(Span::mixed_site());
+                quote_spanned! {at=>
+                    return ::lockutils::__private::ReturnsLockError::lock_error(error)
+                }
+            }
+            Self::ByType(ty) => {
+                // Where the return type is written, so that a `Result` whose error type has no
+                // `From<lockutils::Error>` is reported there.
+                let at = ty.span().resolved_at(Span::mixed_site());
+                let lock_failure = Ident::new("lock_failure", at);
+                quote_spanned! {Span::mixed_site()=>
+                    {
+                        #[allow(unused_imports)]
+                        use ::lockutils::__private::{
+                            FailureAsErr as _, FailureAsPanic as _, FailureWithoutFrom as _,
+                        };
+                        return (&&::lockutils::__private::Returns::<#ty>::new())
+                            .#lock_failure(error, __lockutils_here)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn needs_result(key: &Ident, option: &str, what: &str) -> syn::Error {
+    syn::Error::new(
+        key.span(),
+        format!(
+            "{option} needs a function that returns `Result<_, E>` with \
+             `E: From<lockutils::Error>`: {what} is then returned as an error instead of a \
+             panic"
+        ),
+    )
+}
+
+/// Return types that cannot be a `Result` whatever the names in them mean: `()`, `!`,
+/// `impl Trait`, tuples, references, pointers, arrays, slices, `fn`, `dyn Trait`.
+fn surely_not_a_result(ty: &Type) -> bool {
+    match ty {
+        Type::Paren(inner) => surely_not_a_result(&inner.elem),
+        Type::Group(inner) => surely_not_a_result(&inner.elem),
+        Type::Path(_) | Type::Macro(_) | Type::Verbatim(_) | Type::Infer(_) => false,
+        _ => true,
+    }
+}
+
+/// The return type as a type argument written in the body: `impl Trait` is not allowed
+/// there, and is inferred instead (`_`); what is left decides.
+fn nameable(ty: &Type) -> Type {
+    struct Infer;
+    impl syn::visit_mut::VisitMut for Infer {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if let Type::ImplTrait(t) = ty {
+                let span = t.impl_token.span;
+                *ty = Type::Infer(syn::TypeInfer {
+                    underscore_token: Token![_](span),
+                });
+            } else {
+                syn::visit_mut::visit_type_mut(self, ty);
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    syn::visit_mut::VisitMut::visit_type_mut(&mut Infer, &mut ty);
+    ty
 }
 
 fn parse_function(item: TokenStream) -> syn::Result<ItemFn> {
@@ -137,54 +291,6 @@ fn first_token_span(item: &TokenStream) -> Span {
         .into_iter()
         .next()
         .map_or_else(Span::call_site, |t| t.span())
-}
-
-/// Whether the function returns a `Result` (any path whose last segment ends in `Result`:
-/// `Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`...). Lock failures are returned as
-/// `Err(e.into())` from those; other functions panic on them.
-fn returns_result(output: &ReturnType) -> bool {
-    match output {
-        ReturnType::Type(_, ty) => match &**ty {
-            Type::Path(path) => path
-                .path
-                .segments
-                .last()
-                .is_some_and(|s| s.ident.to_string().ends_with("Result")),
-            _ => false,
-        },
-        ReturnType::Default => false,
-    }
-}
-
-/// A function without a `Result` can only panic when it does not get its lock, so options
-/// that make not getting it a normal outcome are refused.
-fn refuse_failure_on_infallible(args: &Args) -> syn::Result<()> {
-    if let Some((key, value)) = &args.blocking {
-        let always_blocks = matches!(
-            value,
-            Expr::Lit(ExprLit {
-                lit: Lit::Bool(b),
-                ..
-            }) if b.value
-        );
-        if !always_blocks {
-            return Err(syn::Error::new(
-                key.span(),
-                "`blocking = false` needs a function that returns `Result<_, E>` with \
-                 `E: From<lockutils::Error>`: a lock it does not get is then returned as an \
-                 error instead of a panic",
-            ));
-        }
-    }
-    if let Some((key, _)) = &args.timeout {
-        return Err(syn::Error::new(
-            key.span(),
-            "`timeout` needs a function that returns `Result<_, E>` with \
-             `E: From<lockutils::Error>`: a lock it does not get in time is then returned as an \
-             error instead of a panic",
-        ));
-    }
-    Ok(())
 }
 
 /// For a literal name with no options: a reference to the name's `StaticLock`.
@@ -266,5 +372,43 @@ fn duration(arg: &DurationArg) -> TokenStream {
             quote_spanned! {*span=> ::core::time::Duration::new(#secs, #nanos) }
         }
         DurationArg::Expr(e) => quote_spanned! {e.span()=> (#e) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ty(text: &str) -> Type {
+        syn::parse_str(text).unwrap()
+    }
+
+    #[test]
+    fn only_paths_are_left_to_the_type_system() {
+        for not_a_result in [
+            "()",
+            "!",
+            "impl Iterator<Item = u8>",
+            "(u8, u8)",
+            "&str",
+            "[u8; 2]",
+        ] {
+            assert!(surely_not_a_result(&ty(not_a_result)), "{not_a_result}");
+        }
+        for maybe in [
+            "Result<u8, E>",
+            "MyResult<u8>",
+            "SearchResult",
+            "u32",
+            "Self",
+        ] {
+            assert!(!surely_not_a_result(&ty(maybe)), "{maybe}");
+        }
+    }
+
+    #[test]
+    fn impl_trait_is_inferred_where_the_type_is_named() {
+        let named = nameable(&ty("Result<impl Iterator<Item = impl Copy>, E>"));
+        assert_eq!(quote!(#named).to_string(), quote!(Result<_, E>).to_string());
     }
 }

@@ -29,7 +29,9 @@ use syn::{Attribute, Ident, LitStr, Token};
 /// # assert_eq!(resize(2), 4);
 /// ```
 ///
-/// The function keeps its signature, attributes and docs; only the body is wrapped. The lock
+/// The function keeps its signature, attributes and docs; only the body is wrapped, and the
+/// generated code adds no warning to the user's crate (`#![deny(warnings)]`,
+/// `#![deny(clippy::all)]`). The lock
 /// is taken before the body runs and released when it ends: by returning, by `?`, or by
 /// panicking. It goes on free functions, inherent and trait-impl methods (`&self`,
 /// `&mut self`, `self`), associated functions, generic functions, `unsafe fn`, any
@@ -61,22 +63,58 @@ use syn::{Attribute, Ident, LitStr, Token};
 /// | `blocking` | `bool`: `false` tries once |
 /// | `timeout` | `"250ms"`, `"5s"`, `"1m30s"`... or a `Duration` expression |
 /// | `delay` | like `timeout`: the longest pause between tries of a timed external wait |
+/// | `on_lock_error` | `"panic"` or `"return"`: see [below](#when-the-lock-is-not-taken) |
 ///
-/// Values are expressions evaluated at each call; literals are checked at compile time.
+/// Values are expressions evaluated at each call (`on_lock_error` takes only the literals);
+/// literals are checked at compile time.
 ///
 /// # When the lock is not taken
-/// A function returning `Result<_, E>` (any `...Result` type) with `E: From<lockutils::Error>`
-/// returns the failure as `Err(e.into())`: `lockutils::Error` itself, `std::io::Error`
-/// (`std::io::Result`), `anyhow::Error`... Any other function panics, with a message naming
-/// the function, the lock and the cause; so `blocking = false` and `timeout`, whose failure is
-/// a normal outcome, are compile errors on such a function.
+/// The compiler decides from the function's return type `R`, seen through type aliases (the
+/// name it is written with does not matter):
+///
+/// - `R` is `Result<T, E>` with `E: From<lockutils::Error>`: the function returns
+///   `Err(e.into())`. This covers `lockutils::Error`, `std::io::Result<T>`, `anyhow::Result<T>`,
+///   `Box<dyn std::error::Error + Send + Sync>`, and aliases such as
+///   `type MyResult<T> = Result<T, MyError>` when `MyError: From<lockutils::Error>`.
+/// - `R` is `Result<T, E>` and `E` has no `From<lockutils::Error>` (`String`, a generic `E`
+///   without that bound...): a compile error that says so. Implement
+///   `From<lockutils::Error> for E` (or add the bound), or write `on_lock_error = "panic"`.
+/// - Anything else (no return type, a value, `Option`, `impl Trait`, a struct named
+///   `SearchResult`...): the function panics, with a message naming the function, the lock
+///   and the cause.
+///
+/// `blocking = false` and `timeout`, whose failure is a normal outcome, need the first case:
+/// on a function of any other return type they are compile errors.
+///
+/// The option `on_lock_error` makes the choice explicit instead:
+///
+/// | `on_lock_error` | a lock failure |
+/// |---|---|
+/// | `"panic"` | panics, whatever the return type (a `Result` too); allowed with `blocking = false` and `timeout` |
+/// | `"return"` | returns `Err(e.into())`; the return type must be `Result<_, E>` with `E: From<lockutils::Error>` (compile error otherwise) |
 ///
 /// ```
 /// #[lockutils::synchronized("report", blocking = false)]
 /// fn report() -> std::io::Result<()> {
 ///     Ok(())
 /// }
+///
+/// #[derive(Debug)]
+/// struct SearchResult(u32); // not a `Result`: a lock failure panics
+///
+/// #[lockutils::synchronized("search")]
+/// fn search() -> SearchResult {
+///     SearchResult(3)
+/// }
+///
+/// // `String` has no `From<lockutils::Error>`: say what to do.
+/// #[lockutils::synchronized("name", timeout = "5s", on_lock_error = "panic")]
+/// fn name() -> Result<String, String> {
+///     Ok("nova".into())
+/// }
 /// # report().unwrap();
+/// # search();
+/// # name().unwrap();
 /// ```
 ///
 /// # Reentrancy
@@ -100,7 +138,7 @@ use syn::{Attribute, Ident, LitStr, Token};
 /// Holders are tasks, and tasks are not reentrant, fair lock or not (thread reentrancy does
 /// not carry over). A synchronized function (async or not) called from inside the body of a
 /// synchronized `async fn` of the same lock, in the same task, fails at once with
-/// `Error::InvalidOptions` (a `Result` function) or panics, instead of waiting for itself
+/// `Error::InvalidOptions` (returned or a panic, as above), instead of waiting for itself
 /// forever; entering again instead would let sibling futures of the task (`join!`) in
 /// together. Another task (a spawned one) waits as usual. A plain `lock(..).acquire_async()`
 /// of the same lock inside the body is not covered: it waits forever.
