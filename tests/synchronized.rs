@@ -374,18 +374,20 @@ fn semaphores_option_uses_the_given_namespace() {
     });
 }
 
-#[synchronized("ext-sync", external = true, prefix = "nova", lock_path = std::env::temp_dir().join("lockutils-sync-test"), delay = "5ms")]
-fn external_in_temp() -> io::Result<bool> {
-    Ok(std::env::temp_dir()
-        .join("lockutils-sync-test/nova-ext-sync")
-        .exists())
+/// The lock directory of the external cases: in the build's scratch directory for tests
+/// (`target/tmp`), not in the system's temporary directory.
+fn sync_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("lockutils-sync-test")
 }
 
-#[synchronized("ext-sync2", external = true, lock_file_prefix = "nova-", lock_path = std::env::temp_dir().join("lockutils-sync-test"))]
+#[synchronized("ext-sync", external = true, prefix = "nova", lock_path = sync_dir(), delay = "5ms")]
+fn external_in_temp() -> io::Result<bool> {
+    Ok(sync_dir().join("nova-ext-sync").exists())
+}
+
+#[synchronized("ext-sync2", external = true, lock_file_prefix = "nova-", lock_path = sync_dir())]
 fn external_hyphen() -> io::Result<bool> {
-    Ok(std::env::temp_dir()
-        .join("lockutils-sync-test/nova-ext-sync2")
-        .exists())
+    Ok(sync_dir().join("nova-ext-sync2").exists())
 }
 
 // oslo: test_synchronized_with_prefix / prefix_without_hyphen
@@ -400,19 +402,19 @@ fn external_with_prefix_with_and_without_hyphen() {
 
 lockutils::synchronized_with_prefix!(nova_synchronized, "nova");
 
-nova_synchronized!("prefixed", external = true, lock_path = std::env::temp_dir().join("lockutils-sync-test");
+nova_synchronized!("prefixed", external = true, lock_path = sync_dir();
     /// Runs under lock file `nova-prefixed`.
     fn prefixed_free() -> io::Result<bool> {
-        Ok(std::env::temp_dir().join("lockutils-sync-test/nova-prefixed").exists())
+        Ok(sync_dir().join("nova-prefixed").exists())
     }
 );
 
 struct Compute;
 
 impl Compute {
-    nova_synchronized!("prefixed-method", external = true, lock_path = std::env::temp_dir().join("lockutils-sync-test");
+    nova_synchronized!("prefixed-method", external = true, lock_path = sync_dir();
         pub fn method(&self) -> io::Result<bool> {
-            Ok(std::env::temp_dir().join("lockutils-sync-test/nova-prefixed-method").exists())
+            Ok(sync_dir().join("nova-prefixed-method").exists())
         }
     );
 }

@@ -178,9 +178,9 @@ fn with_item(error: syn::Error, item: TokenStream) -> TokenStream {
 /// lockutils::synchronized_with_prefix!(synchronized, "nova");
 ///
 /// // Anywhere after it:
-/// synchronized!("mylock", external = true, lock_path = std::env::temp_dir();
-///     /// Runs with the lock file `nova-mylock` held.
-///     fn bar() -> std::io::Result<()> {
+/// synchronized!("mylock", external = true, lock_path = dir;
+///     /// Runs with the lock file `nova-mylock` in `dir` held.
+///     fn bar(dir: &std::path::Path) -> std::io::Result<()> {
 ///         Ok(())
 ///     }
 /// );
@@ -194,7 +194,8 @@ fn with_item(error: syn::Error, item: TokenStream) -> TokenStream {
 ///         }
 ///     );
 /// }
-/// # bar().unwrap();
+/// # let dir = tempfile::tempdir().unwrap();
+/// # bar(dir.path()).unwrap();
 /// # assert_eq!(Compute.resize(), 2);
 /// ```
 #[proc_macro]
