@@ -21,8 +21,7 @@ use crate::file_wait::{FileSlot, lock_async};
 use crate::lock::{LOG_TARGET, LockBuilder, lock};
 use crate::queue::{Acquire, AcquireUntil, MAX_PERMITS, RawSemaphore, Wait};
 
-/// oslo's default `delay`: the longest pause between two tries of a timed external wait.
-pub const DEFAULT_DELAY: Duration = Duration::from_millis(10);
+pub use crate::file::{DEFAULT_DELAY, MAX_KEPT_DESCRIPTORS};
 
 /// Which external lock to take: what a backend needs to find it.
 #[derive(Debug, Clone, Copy)]
@@ -168,7 +167,7 @@ impl ExternalBackend for FileBackend {
         cache: &mut ExternalCache,
         wait: Wait,
     ) -> Result<(), Error> {
-        let state = cache.get_or_insert_with(FileState::default);
+        let state = cache.get_or_insert_with(FileState::new);
         state.update(target)?;
         LockFile::acquire(
             &mut state.slot.file,
@@ -182,7 +181,7 @@ impl ExternalBackend for FileBackend {
     }
 
     fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error> {
-        let state = cache.get_or_insert_with(FileState::default);
+        let state = cache.get_or_insert_with(FileState::new);
         let result = unlock_slot(&mut state.slot.file, name);
         // Descriptors are kept for speed, but not without bound: names used once each must
         // not exhaust the process's descriptor limit before the registry sweeps them.
@@ -193,7 +192,7 @@ impl ExternalBackend for FileBackend {
     }
 
     fn holds(&self, target: &ExternalTarget<'_>, cache: &mut ExternalCache) -> Result<bool, Error> {
-        let state = cache.get_or_insert_with(FileState::default);
+        let state = cache.get_or_insert_with(FileState::new);
         let path = lock_file_path(target.name, target.prefix, target.lock_path)?;
         Ok(state.slot.file.as_ref().is_some_and(|f| f.path() == path))
     }
@@ -223,10 +222,10 @@ async fn acquire_async(
 ) -> Result<(), Error> {
     cache
         .lock()
-        .get_or_insert_with(FileState::default)
+        .get_or_insert_with(FileState::new)
         .update(target)?;
     fn slot_of(cache: &mut ExternalCache) -> &mut FileSlot {
-        &mut cache.get_or_insert_with(FileState::default).slot
+        &mut cache.get_or_insert_with(FileState::new).slot
     }
     lock_async(
         cache,
@@ -240,12 +239,6 @@ async fn acquire_async(
     .await
 }
 
-/// Lock file descriptors the process keeps open between uses, at most (beyond that, a
-/// released lock closes its file). The bound in force is lower under a low descriptor limit:
-/// an eighth of the soft `RLIMIT_NOFILE`, at least one. And when an open fails for want of
-/// descriptors (`EMFILE`, `ENFILE`), lockutils closes the idle descriptors it keeps and tries
-/// once more before reporting the error.
-pub const MAX_KEPT_DESCRIPTORS: usize = 256;
 
 /// The descriptor of the lock file that `cache` holds, if it holds one.
 #[cfg(unix)]
@@ -263,8 +256,9 @@ pub(crate) fn held_file_descriptor(cache: &mut ExternalCache) -> Option<std::os:
 
 /// Closes the lock file descriptors kept by names nobody holds (in the process-wide
 /// registries); returns how many were closed. Entries busy right now are skipped, never
-/// waited for.
-pub(crate) fn close_idle_descriptors() -> usize {
+/// waited for. The file layer calls it (through [`crate::file::set_idle_closer`]) when an
+/// open runs out of descriptors.
+fn close_idle_descriptors() -> usize {
     let mut closed = 0;
     let mut close = |cache: &Mutex<ExternalCache>| {
         let Some(mut cache) = cache.try_lock() else {
@@ -284,10 +278,10 @@ pub(crate) fn close_idle_descriptors() -> usize {
     };
     crate::semaphore::Semaphores::global()
         .registry()
-        .for_each_external(&mut close);
+        .for_each_extra(&mut close);
     crate::fair::FairLocks::global()
         .registry()
-        .for_each_external(&mut close);
+        .for_each_extra(&mut close);
     closed
 }
 
@@ -303,6 +297,12 @@ struct FileState {
 }
 
 impl FileState {
+    /// A new state; the first one lets the file layer close idle kept descriptors.
+    fn new() -> Self {
+        crate::file::set_idle_closer(close_idle_descriptors);
+        Self::default()
+    }
+
     /// Works the path out again unless it was worked out from the same inputs: comparing
     /// them is cheaper than building a path, and happens inside the contended section.
     fn update(&mut self, target: &ExternalTarget<'_>) -> Result<(), Error> {

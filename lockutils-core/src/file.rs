@@ -56,6 +56,16 @@ pub(crate) enum Mode {
     Exclusive,
 }
 
+/// oslo's default `delay`: the longest pause between two tries of a timed external wait.
+pub const DEFAULT_DELAY: Duration = Duration::from_millis(10);
+
+/// Lock file descriptors the process keeps open between uses, at most (beyond that, a
+/// released lock closes its file). The bound in force is lower under a low descriptor limit:
+/// an eighth of the soft `RLIMIT_NOFILE`, at least one. And when an open fails for want of
+/// descriptors (`EMFILE`, `ENFILE`), lockutils closes the idle descriptors it keeps and tries
+/// once more before reporting the error.
+pub const MAX_KEPT_DESCRIPTORS: usize = 256;
+
 /// The shortest pause between two tries of a timed wait (also the floor of `delay`).
 const FIRST_PAUSE: Duration = Duration::from_micros(50);
 
@@ -440,13 +450,26 @@ fn retry_if_out_of_descriptors<T>(mut open: impl FnMut() -> io::Result<T>) -> io
     match open() {
         Err(e) if is_out_of_descriptors(&e) => {
             refresh_descriptor_limit();
-            if crate::external::close_idle_descriptors() == 0 {
+            if close_idle() == 0 {
                 return Err(e);
             }
             open()
         }
         other => other,
     }
+}
+
+/// What closes the idle lock descriptors that the layers above keep (set by the file
+/// backend, which keeps them): returns how many it closed.
+static IDLE_CLOSER: std::sync::OnceLock<fn() -> usize> = std::sync::OnceLock::new();
+
+/// Lets the file layer close idle kept descriptors when an open runs out of them.
+pub(crate) fn set_idle_closer(closer: fn() -> usize) {
+    IDLE_CLOSER.get_or_init(|| closer);
+}
+
+fn close_idle() -> usize {
+    IDLE_CLOSER.get().map_or(0, |close| close())
 }
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {
@@ -466,7 +489,7 @@ fn is_out_of_descriptors(e: &io::Error) -> bool {
 static KEPT_LIMIT: AtomicUsize = AtomicUsize::new(0);
 
 /// How many lock file descriptors the process may keep open while idle (see
-/// [`MAX_KEPT_DESCRIPTORS`](crate::external::MAX_KEPT_DESCRIPTORS)).
+/// [`MAX_KEPT_DESCRIPTORS`]).
 pub(crate) fn kept_descriptor_limit() -> usize {
     match KEPT_LIMIT.load(Ordering::Relaxed) {
         0 => refresh_descriptor_limit(),
@@ -475,7 +498,7 @@ pub(crate) fn kept_descriptor_limit() -> usize {
 }
 
 fn refresh_descriptor_limit() -> usize {
-    let max = crate::external::MAX_KEPT_DESCRIPTORS;
+    let max = MAX_KEPT_DESCRIPTORS;
     #[cfg(unix)]
     let limit = {
         // SAFETY: zeroed rlimit is valid plain data; getrlimit fills it.

@@ -24,8 +24,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::external::DEFAULT_DELAY;
-use crate::file::{Dir, LockFile, Mode};
+use crate::file::{DEFAULT_DELAY, Dir, LockFile, Mode};
 use crate::queue::Wait;
 use crate::timer::Deadline;
 

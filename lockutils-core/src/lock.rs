@@ -475,8 +475,8 @@ impl AsyncHeld {
 
     fn external(&self) -> &parking_lot::Mutex<crate::external::ExternalCache> {
         match self {
-            AsyncHeld::Semaphore(sem) => sem.external(),
-            AsyncHeld::Fair(lock) => lock.external(),
+            AsyncHeld::Semaphore(sem) => sem.extra(),
+            AsyncHeld::Fair(lock) => lock.extra(),
         }
     }
 }
@@ -664,8 +664,8 @@ enum Held {
 impl Held {
     fn external(&self) -> &parking_lot::Mutex<crate::external::ExternalCache> {
         match self {
-            Held::Semaphore(sem) => sem.as_ref().expect("held until drop").external(),
-            Held::Fair(lock) => lock.external(),
+            Held::Semaphore(sem) => sem.as_ref().expect("held until drop").extra(),
+            Held::Fair(lock) => lock.extra(),
         }
     }
 }
@@ -872,4 +872,30 @@ pub fn internal_lock(
 /// does) with [`write`](crate::ReaderWriterLock::write), or its read side.
 pub fn internal_fair_lock(name: &str) -> FairLock {
     FairLocks::global().get(name)
+}
+
+/// The lock layer keeps each name's external-lock state (an open lock file, a server
+/// session) beside the name's lock in the registries.
+impl crate::registry::Create for Semaphore {
+    type Extra = parking_lot::Mutex<crate::external::ExternalCache>;
+
+    fn create(_name: &std::sync::Arc<str>) -> Self {
+        Semaphore::new(1)
+    }
+
+    fn is_free(&self) -> bool {
+        self.is_untouched()
+    }
+}
+
+impl crate::registry::Create for ReaderWriterLock {
+    type Extra = parking_lot::Mutex<crate::external::ExternalCache>;
+
+    fn create(name: &std::sync::Arc<str>) -> Self {
+        Self::from_arc(name.clone())
+    }
+
+    fn is_free(&self) -> bool {
+        self.is_untouched()
+    }
 }

@@ -38,15 +38,20 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::external::ExternalCache;
 
 /// Number of shards per registry (a power of two).
 const SHARDS: usize = 64;
 /// A shard is swept no more often than once per this many insertions.
 const MIN_SWEEP: usize = 32;
 
-/// Locks a registry can hold.
-pub(crate) trait Create {
+/// Locks a registry can hold. (Public only so that [`Named`] may name it in its bound; the
+/// module is private, so nothing outside the crate can implement or use it.)
+pub trait Create {
+    /// What the registry keeps beside the lock for each name, for the layers above it (the
+    /// lock layer keeps a name's external-lock state there). The registry never looks
+    /// inside.
+    type Extra: Default + Send + Sync;
+
     /// The lock for a name seen for the first time.
     fn create(name: &Arc<str>) -> Self;
 
@@ -60,27 +65,26 @@ pub(crate) trait Create {
 ///
 /// The entry stays in its registry, and keeps its state, while any handle (or a guard or a
 /// waiter made from one) exists. Cloning a handle is cheap. It dereferences to the lock.
-pub struct Named<T> {
+pub struct Named<T: Create> {
     entry: Arc<Entry<T>>,
 }
 
-struct Entry<T> {
+struct Entry<T: Create> {
     name: Arc<str>,
     value: T,
-    /// The external backend's state for this name (an open lock file), kept as long as the
-    /// entry. Used only with the entry's lock held.
-    external: Mutex<ExternalCache>,
+    /// What the layers above keep for this name, as long as the entry.
+    extra: T::Extra,
 }
 
-impl<T> Named<T> {
+impl<T: Create> Named<T> {
     /// The name this lock was looked up by.
     pub fn name(&self) -> &str {
         &self.entry.name
     }
 
-    /// The external backend's state for this name.
-    pub(crate) fn external(&self) -> &Mutex<ExternalCache> {
-        &self.entry.external
+    /// What the layers above keep for this name.
+    pub(crate) fn extra(&self) -> &T::Extra {
+        &self.entry.extra
     }
 
     /// The entry's address: identifies the lock while this handle lives.
@@ -94,7 +98,7 @@ impl<T> Named<T> {
     }
 }
 
-impl<T> Clone for Named<T> {
+impl<T: Create> Clone for Named<T> {
     fn clone(&self) -> Self {
         Self {
             entry: self.entry.clone(),
@@ -102,7 +106,7 @@ impl<T> Clone for Named<T> {
     }
 }
 
-impl<T> Deref for Named<T> {
+impl<T: Create> Deref for Named<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -110,7 +114,7 @@ impl<T> Deref for Named<T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Named<T> {
+impl<T: Create + fmt::Debug> fmt::Debug for Named<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Named")
             .field("name", &self.name())
@@ -212,7 +216,7 @@ impl Hasher for PassThrough {
     }
 }
 
-enum Bucket<T> {
+enum Bucket<T: Create> {
     One(Arc<Entry<T>>),
     /// Distinct names whose 64-bit hashes are equal.
     Many(Vec<Arc<Entry<T>>>),
@@ -227,12 +231,12 @@ fn is_idle<T: Create>(entry: &Arc<Entry<T>>) -> bool {
 /// Valid for as long as its lock stays held: the registry only drops entries whose lock is
 /// free. The lock must be released only through [`release`](Self::release), and only the
 /// permit this `Pinned` stands for: nothing else may free that permit.
-pub(crate) struct Pinned<T: 'static> {
+pub(crate) struct Pinned<T: Create + 'static> {
     /// `Arc::as_ptr` of the entry.
     entry: NonNull<Entry<T>>,
 }
 
-impl<T> Pinned<T> {
+impl<T: Create> Pinned<T> {
     fn entry(&self) -> &Entry<T> {
         // SAFETY: the lock is held (the type's contract), so the entry has not been swept.
         unsafe { self.entry.as_ref() }
@@ -258,7 +262,7 @@ impl<T> Pinned<T> {
 
 /// A registry's lock reached either way: pinned (by [`Registry::take`], which took the lock)
 /// or through a counted handle (the caller takes the lock with it, or already has).
-pub(crate) enum Taken<T: 'static> {
+pub(crate) enum Taken<T: Create + 'static> {
     /// The lock is held and pins the entry.
     Pinned(Pinned<T>),
     /// A counted handle keeps the entry.
@@ -267,7 +271,7 @@ pub(crate) enum Taken<T: 'static> {
     Static(&'static Named<T>),
 }
 
-impl<T> Taken<T> {
+impl<T: Create> Taken<T> {
     fn entry(&self) -> &Entry<T> {
         match self {
             Taken::Pinned(pinned) => pinned.entry(),
@@ -280,13 +284,13 @@ impl<T> Taken<T> {
         &self.entry().name
     }
 
-    /// The external backend's state for this name.
-    pub(crate) fn external(&self) -> &Mutex<ExternalCache> {
-        &self.entry().external
+    /// What the layers above keep for this name.
+    pub(crate) fn extra(&self) -> &T::Extra {
+        &self.entry().extra
     }
 }
 
-impl<T> Deref for Taken<T> {
+impl<T: Create> Deref for Taken<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -294,7 +298,7 @@ impl<T> Deref for Taken<T> {
     }
 }
 
-struct Shard<T> {
+struct Shard<T: Create> {
     buckets: HashMap<u64, Bucket<T>, BuildHasherDefault<PassThrough>>,
     /// Entries in `buckets`, collisions included.
     entries: usize,
@@ -329,7 +333,7 @@ impl<T: Create> Shard<T> {
         let entry = Arc::new(Entry {
             value: T::create(&name),
             name,
-            external: Mutex::default(),
+            extra: T::Extra::default(),
         });
         self.insert(hash, entry)
     }
@@ -376,10 +380,10 @@ impl<T: Create> Shard<T> {
 
 /// Pads a shard to its own cache lines so that two threads on two shards do not share one.
 #[repr(align(128))]
-struct Padded<T>(Mutex<Shard<T>>);
+struct Padded<T: Create>(Mutex<Shard<T>>);
 
 /// A sharded, garbage-collected map from names to `T`.
-pub(crate) struct Registry<T> {
+pub(crate) struct Registry<T: Create> {
     hasher: NameHasher,
     shards: Box<[Padded<T>]>,
 }
@@ -442,15 +446,15 @@ impl<T: Create> Registry<T> {
         &self.shards[(hash >> 48) as usize % SHARDS].0
     }
 
-    /// Calls `f` with the external state of every name (one shard locked at a time; `f` must
-    /// not wait for a name's lock, only try it).
-    pub(crate) fn for_each_external(&self, f: &mut impl FnMut(&Mutex<ExternalCache>)) {
+    /// Calls `f` with what the layers above keep for every name (one shard locked at a time;
+    /// `f` must not wait for a name's lock, only try it).
+    pub(crate) fn for_each_extra(&self, f: &mut impl FnMut(&T::Extra)) {
         for shard in &self.shards {
             let shard = shard.0.lock();
             for bucket in shard.buckets.values() {
                 match bucket {
-                    Bucket::One(entry) => f(&entry.external),
-                    Bucket::Many(entries) => entries.iter().for_each(|e| f(&e.external)),
+                    Bucket::One(entry) => f(&entry.extra),
+                    Bucket::Many(entries) => entries.iter().for_each(|e| f(&e.extra)),
                 }
             }
         }
@@ -485,6 +489,7 @@ mod tests {
     struct Probe(Arc<str>);
 
     impl Create for Probe {
+        type Extra = ();
         fn create(name: &Arc<str>) -> Self {
             Probe(name.clone())
         }
@@ -596,7 +601,7 @@ mod tests {
             Arc::new(Entry {
                 value: Probe(name.clone()),
                 name,
-                external: Mutex::default(),
+                extra: (),
             })
         };
         let (x, y, z) = (entry("x"), entry("y"), entry("z"));

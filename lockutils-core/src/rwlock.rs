@@ -9,7 +9,6 @@ use parking_lot::Mutex;
 
 use crate::error::Error;
 use crate::queue::{Acquire, MAX_PERMITS, RawSemaphore, Wait};
-use crate::registry::Create;
 use crate::sync::thread_id;
 
 /// A reader/writer lock with per-thread reentrancy and writer preference.
@@ -67,6 +66,12 @@ pub enum Owner {
 }
 
 impl ReaderWriterLock {
+    /// Whether the lock is free and unwaited, as made (what a registry asks before dropping
+    /// a name).
+    pub(crate) fn is_untouched(&self) -> bool {
+        self.raw.is_untouched(MAX_PERMITS)
+    }
+
     /// A new, unnamed lock.
     pub fn new() -> Self {
         Self::with_name("")
@@ -77,7 +82,7 @@ impl ReaderWriterLock {
         Self::from_arc(Arc::from(name))
     }
 
-    fn from_arc(name: Arc<str>) -> Self {
+    pub(crate) fn from_arc(name: Arc<str>) -> Self {
         Self {
             name,
             raw: RawSemaphore::new(MAX_PERMITS),
@@ -299,15 +304,6 @@ impl Default for ReaderWriterLock {
     }
 }
 
-impl Create for ReaderWriterLock {
-    fn create(name: &Arc<str>) -> Self {
-        Self::from_arc(name.clone())
-    }
-
-    fn is_free(&self) -> bool {
-        self.raw.is_untouched(MAX_PERMITS)
-    }
-}
 
 impl fmt::Debug for ReaderWriterLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,11 +1,11 @@
 //! Counting semaphores and the [`Semaphores`] registry of named ones.
 
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use crate::queue::{Acquire, MAX_PERMITS, RawSemaphore, Wait};
-use crate::registry::{Create, Named, Registry};
+use crate::registry::{Named, Registry};
 
 /// A counting semaphore with a strict FIFO queue of waiters.
 ///
@@ -35,6 +35,12 @@ pub struct Semaphore {
 }
 
 impl Semaphore {
+    /// Whether this one-permit semaphore is free and unwaited, as `new(1)` made it (what a
+    /// registry asks before dropping a name).
+    pub(crate) fn is_untouched(&self) -> bool {
+        self.raw.is_untouched(1)
+    }
+
     /// The largest number of permits a semaphore can hold; larger values are capped to it.
     pub const MAX_PERMITS: usize = MAX_PERMITS;
 
@@ -133,15 +139,6 @@ impl fmt::Debug for Semaphore {
     }
 }
 
-impl Create for Semaphore {
-    fn create(_name: &Arc<str>) -> Self {
-        Semaphore::new(1)
-    }
-
-    fn is_free(&self) -> bool {
-        self.raw.is_untouched(1)
-    }
-}
 
 /// A permit of a [`Semaphore`], given back when dropped (also during a panic).
 #[must_use = "the permit is given back as soon as the guard is dropped"]
