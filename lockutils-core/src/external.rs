@@ -336,26 +336,6 @@ fn unlock_slot(slot: &mut Option<LockFile>, name: &str) -> Result<(), Error> {
     }
 }
 
-/// The time left until `deadline` as a wait policy (`Wait::Never` once it has passed).
-#[inline]
-pub(crate) fn remaining(wait: Wait, deadline: Option<Instant>) -> Wait {
-    match (wait, deadline) {
-        (Wait::For(_), Some(deadline)) => {
-            Wait::For(deadline.saturating_duration_since(Instant::now()))
-        }
-        _ => wait,
-    }
-}
-
-/// The deadline of a wait that starts now.
-#[inline]
-pub(crate) fn deadline(wait: Wait) -> Option<Instant> {
-    match wait {
-        Wait::For(timeout) => Instant::now().checked_add(timeout),
-        Wait::Never | Wait::Forever => None,
-    }
-}
-
 /// A lock file of its own: oslo's `external_lock(...)`, fasteners' `InterProcessLock`.
 ///
 /// It excludes other processes through the file, and other threads through an in-process
@@ -401,7 +381,7 @@ impl GatedFile {
 
     /// Takes `permits` of the gate; returns the deadline of `wait` for what follows.
     fn enter(&self, permits: usize, wait: Wait) -> Result<Option<Instant>, Error> {
-        let deadline = deadline(wait);
+        let deadline = wait.deadline();
         if self.gate.acquire_with(permits, wait) {
             Ok(deadline)
         } else {
@@ -417,7 +397,7 @@ impl GatedFile {
             &self.name,
             &self.path,
             mode,
-            remaining(wait, deadline),
+            wait.remaining(deadline),
             DEFAULT_DELAY,
         )
         .map_err(|e| e.with_waited(wait))
@@ -426,7 +406,7 @@ impl GatedFile {
     /// [`acquire`](Self::acquire) for an async task: neither the gate nor the file blocks
     /// the thread (see `file_wait`). Cancel-safe.
     async fn acquire_async(&self, permits: usize, mode: Mode, wait: Wait) -> Result<(), Error> {
-        let deadline = deadline(wait);
+        let deadline = wait.deadline();
         let entered = match (wait, deadline) {
             (Wait::Never, _) => self.gate.try_acquire(permits),
             (Wait::For(_), Some(deadline)) => {
@@ -448,7 +428,7 @@ impl GatedFile {
         fn slot(slot: &mut FileSlot) -> &mut FileSlot {
             slot
         }
-        let file_wait = remaining(wait, deadline);
+        let file_wait = wait.remaining(deadline);
         lock_async(
             &self.slot,
             slot,
@@ -708,7 +688,7 @@ impl InterProcessReaderWriterLock {
         if !self.join_readers() {
             // The first reader takes the file's read lock for all of them; others wait for it
             // within what `wait` allows.
-            if !self.first.acquire_with(1, remaining(wait, deadline)) {
+            if !self.first.acquire_with(1, wait.remaining(deadline)) {
                 return Err(Error::acquire_failed(&self.inner.name, wait.waited()));
             }
             let _first = Permits {

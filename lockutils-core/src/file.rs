@@ -181,10 +181,7 @@ impl LockFile {
         wait: Wait,
         pause: Duration,
     ) -> Result<(), Error> {
-        let deadline = match wait {
-            Wait::For(timeout) => Instant::now().checked_add(timeout),
-            Wait::Never | Wait::Forever => None,
-        };
+        let deadline = wait.deadline();
         // A kept descriptor of another path, or inherited through fork(), is closed. (Closing
         // an inherited copy leaves the parent's lock alone: the parent keeps its descriptor.)
         if slot
@@ -230,10 +227,10 @@ impl LockFile {
                 Ok(false) => {
                     *slot = None;
                     retries += 1;
+                    // A try is over after a bounded number of deletions; a wait, at its end.
                     let out_of_time = match wait {
                         Wait::Never => retries > MAX_STALE_RETRIES,
-                        Wait::For(_) => deadline.is_some_and(|d| Instant::now() >= d),
-                        Wait::Forever => false,
+                        Wait::For(_) | Wait::Forever => wait.is_over(deadline),
                     };
                     if out_of_time {
                         return Err(Error::acquire_failed(name, wait.waited()));

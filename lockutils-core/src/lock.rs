@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::backend::external_backend;
 use crate::config::process_locking_disabled;
 use crate::error::Error;
-use crate::external::{DEFAULT_DELAY, ExternalBackend, ExternalTarget, deadline, remaining};
+use crate::external::{DEFAULT_DELAY, ExternalBackend, ExternalTarget};
 use crate::fair::{FairLock, FairLocks};
 use crate::queue::{Acquire, AcquireUntil, MAX_PERMITS, RawSemaphore, Wait};
 use crate::registry::Taken;
@@ -279,7 +279,7 @@ impl<'a> LockBuilder<'a> {
     fn acquire_slow(self, global: Option<NamedSemaphore>) -> Result<LockGuard, Error> {
         let name = self.name;
         let wait = Wait::new(self.blocking, self.timeout);
-        let deadline = deadline(wait);
+        let deadline = wait.deadline();
         let held = if self.fair {
             if self.semaphores.is_some() {
                 return Err(Error::InvalidOptions {
@@ -317,7 +317,7 @@ impl<'a> LockBuilder<'a> {
                     // On failure the guard, still without the external lock, releases the
                     // in-process lock (logging `Releasing lock` as oslo does).
                     backend
-                        .acquire(&target, &mut cache, remaining(wait, deadline))
+                        .acquire(&target, &mut cache, wait.remaining(deadline))
                         .map_err(|e| e.with_waited(wait))?;
                 } else if !cache
                     .holder
@@ -400,7 +400,7 @@ impl LockBuilder<'_> {
         }
         let (raw, permits) = held.raw();
         let wait = Wait::new(self.blocking, self.timeout);
-        let deadline = deadline(wait);
+        let deadline = wait.deadline();
         let acquired = match (wait, deadline) {
             (Wait::Never, _) => raw.try_acquire(permits),
             (Wait::For(_), Some(deadline)) => AcquireUntil::new(raw, permits, deadline).await,
@@ -428,7 +428,7 @@ impl LockBuilder<'_> {
                 .acquire_async(
                     target,
                     guard.held.external(),
-                    remaining(wait, deadline),
+                    wait.remaining(deadline),
                     deadline,
                 )
                 .await

@@ -52,7 +52,7 @@ pub enum Wait {
 
 impl Wait {
     /// The policy for oslo's `blocking` flag and an optional timeout (`blocking` wins).
-    pub(crate) fn new(blocking: bool, timeout: Option<Duration>) -> Self {
+    pub fn new(blocking: bool, timeout: Option<Duration>) -> Self {
         match (blocking, timeout) {
             (false, _) => Wait::Never,
             (true, Some(timeout)) => Wait::For(timeout),
@@ -61,10 +61,45 @@ impl Wait {
     }
 
     /// How long a caller that gave up under this policy waited, as errors report it.
-    pub(crate) fn waited(self) -> Option<Duration> {
+    pub fn waited(self) -> Option<Duration> {
         match self {
             Wait::For(timeout) => Some(timeout),
             Wait::Never | Wait::Forever => None,
+        }
+    }
+
+    /// The deadline of a wait under this policy that starts now: `Some` only for
+    /// [`Wait::For`] (and `None` for a timeout too long to add to the clock).
+    #[inline]
+    pub fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::For(timeout) => Instant::now().checked_add(timeout),
+            Wait::Never | Wait::Forever => None,
+        }
+    }
+
+    /// What is left of this policy, for a wait that started with `deadline` (from
+    /// [`deadline`](Self::deadline)): [`Wait::For`] the time left (zero once it has passed);
+    /// the policy itself otherwise. Each step of a multi-step acquire waits with this, so
+    /// that the whole acquire keeps to one timeout.
+    #[inline]
+    pub fn remaining(self, deadline: Option<Instant>) -> Wait {
+        match (self, deadline) {
+            (Wait::For(_), Some(deadline)) => {
+                Wait::For(deadline.saturating_duration_since(Instant::now()))
+            }
+            _ => self,
+        }
+    }
+
+    /// Whether a wait under this policy that started with `deadline` is out of time: always
+    /// for [`Wait::Never`] (after its one try), never for [`Wait::Forever`].
+    #[inline]
+    pub fn is_over(self, deadline: Option<Instant>) -> bool {
+        match self {
+            Wait::Never => true,
+            Wait::For(_) => deadline.is_some_and(|d| Instant::now() >= d),
+            Wait::Forever => false,
         }
     }
 }

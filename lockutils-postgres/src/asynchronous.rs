@@ -20,8 +20,8 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
 
 use crate::{Conn, Held, Inner, MAX_IDLE, Mode, PgGuard, PgLock, last_value};
-use crate::{ConnectFail, Fail, explain, held_sql, is_lock_timeout, left, lock_sql, session_gone};
-use crate::{token_of, wait_millis, wait_waited};
+use crate::{ConnectFail, Fail, explain, held_sql, is_lock_timeout, lock_sql, session_gone};
+use crate::{token_of, wait_millis};
 
 /// The name of the thread that drives [`io_runtime`].
 const IO_THREAD: &str = "lockutils-pg-io";
@@ -350,10 +350,10 @@ impl Inner {
         wait: Wait,
         deadline: Option<Instant>,
     ) -> Result<Held, Error> {
-        let deadline = deadline.or_else(|| crate::deadline_of(wait));
+        let deadline = deadline.or_else(|| wait.deadline());
         let (mut session, mut pooled) = self.checkout_async(name, deadline).await?;
         loop {
-            let waited = left(wait, deadline);
+            let waited = wait.remaining(deadline);
             match self
                 .lock_on_async(name, &session.client, key, mode, waited, deadline)
                 .await
@@ -368,7 +368,7 @@ impl Inner {
                 }
                 Ok(None) => {
                     self.checkin_async(session);
-                    return Err(Error::acquire_failed(name, wait_waited(wait)));
+                    return Err(Error::acquire_failed(name, wait.waited()));
                 }
                 Err(Fail::Pg(e)) if pooled && session_gone(&e) => {
                     session = self.connect_async(name, deadline).await?;

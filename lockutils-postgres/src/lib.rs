@@ -1027,10 +1027,10 @@ impl Inner {
     }
 
     fn take_here(&self, name: &str, key: i64, mode: Mode, wait: Wait) -> Result<Held, Error> {
-        let deadline = deadline_of(wait);
+        let deadline = wait.deadline();
         let (mut client, mut pooled) = self.checkout(name, deadline)?;
         loop {
-            match self.lock_on(&mut client, key, mode, left(wait, deadline), deadline) {
+            match self.lock_on(&mut client, key, mode, wait.remaining(deadline), deadline) {
                 Ok(Some(token)) => {
                     return Ok(Held {
                         key,
@@ -1041,7 +1041,7 @@ impl Inner {
                 }
                 Ok(None) => {
                     self.checkin(client);
-                    return Err(Error::acquire_failed(name, wait_waited(wait)));
+                    return Err(Error::acquire_failed(name, wait.waited()));
                 }
                 // A pooled session may have died while idle (a server restart): once, a new one.
                 Err(Fail::Pg(e)) if pooled && session_gone(&e) => {
@@ -1153,31 +1153,6 @@ impl Inner {
             #[cfg(feature = "async")]
             Conn::Async(session) => self.is_held_blocking(name, session, sql),
         }
-    }
-}
-
-/// When a wait of `wait` ends, if it is timed.
-fn deadline_of(wait: Wait) -> Option<Instant> {
-    match wait {
-        Wait::For(timeout) => Instant::now().checked_add(timeout),
-        Wait::Never | Wait::Forever => None,
-    }
-}
-
-/// What is left of `wait` at this moment, given its `deadline`.
-fn left(wait: Wait, deadline: Option<Instant>) -> Wait {
-    match (wait, deadline) {
-        (Wait::For(_), Some(deadline)) => {
-            Wait::For(deadline.saturating_duration_since(Instant::now()))
-        }
-        _ => wait,
-    }
-}
-
-fn wait_waited(wait: Wait) -> Option<Duration> {
-    match wait {
-        Wait::For(timeout) => Some(timeout),
-        Wait::Never | Wait::Forever => None,
     }
 }
 
@@ -1472,18 +1447,18 @@ mod tests {
 
     #[test]
     fn timed_waits_shrink_to_what_is_left_of_them() {
-        assert_eq!(deadline_of(Wait::Never), None);
-        assert_eq!(deadline_of(Wait::Forever), None);
-        assert_eq!(deadline_of(Wait::For(Duration::MAX)), None);
-        assert_eq!(left(Wait::Forever, None), Wait::Forever);
-        let deadline = deadline_of(Wait::For(Duration::from_secs(60))).unwrap();
-        match left(Wait::For(Duration::from_secs(60)), Some(deadline)) {
+        assert_eq!(Wait::deadline(Wait::Never), None);
+        assert_eq!(Wait::deadline(Wait::Forever), None);
+        assert_eq!(Wait::deadline(Wait::For(Duration::MAX)), None);
+        assert_eq!(Wait::remaining(Wait::Forever, None), Wait::Forever);
+        let deadline = Wait::deadline(Wait::For(Duration::from_secs(60))).unwrap();
+        match Wait::remaining(Wait::For(Duration::from_secs(60)), Some(deadline)) {
             Wait::For(rest) => assert!(rest <= Duration::from_secs(60) && !rest.is_zero()),
             other => panic!("{other:?}"),
         }
         // Past the deadline: one try, no wait.
         let past = Instant::now().checked_sub(Duration::from_secs(1)).unwrap();
-        let rest = left(Wait::For(Duration::from_secs(1)), Some(past));
+        let rest = Wait::remaining(Wait::For(Duration::from_secs(1)), Some(past));
         assert_eq!(rest, Wait::For(Duration::ZERO));
         assert_eq!(wait_millis(rest), None);
     }
