@@ -899,6 +899,21 @@ impl fmt::Debug for Dir {
     }
 }
 
+/// Unlocks the file that `slot` holds, if any. If unlocking fails, the file is closed,
+/// which releases the lock for sure, and the error is returned.
+pub(crate) fn unlock_slot(slot: &mut Option<LockFile>, name: &str) -> Result<(), Error> {
+    let Some(file) = slot else { return Ok(()) };
+    match file.unlock() {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let path = file.path().to_owned();
+            // If unlocking failed, closing the descriptor releases the lock for sure.
+            *slot = None;
+            Err(Error::io(name, path, "unlock", e))
+        }
+    }
+}
+
 /// Makes the process `command` starts inherit the descriptor `fd` (which stays open here):
 /// its close-on-exec flag is cleared in the child, between `fork` and `exec`.
 #[cfg(unix)]

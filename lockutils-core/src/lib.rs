@@ -36,9 +36,11 @@ pub mod fair;
 mod file;
 mod file_wait;
 mod ini;
+mod interprocess;
 pub mod lock;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod lock_dir;
+mod oslo;
 mod queue;
 mod registry;
 pub mod rwlock;

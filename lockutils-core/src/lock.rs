@@ -7,10 +7,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::backend::external_backend;
+use crate::backend::{ExternalBackend, ExternalTarget};
 use crate::config::process_locking_disabled;
 use crate::error::Error;
-use crate::external::{DEFAULT_DELAY, ExternalBackend, ExternalTarget};
 use crate::fair::{FairLock, FairLocks};
+use crate::file::DEFAULT_DELAY;
 use crate::queue::{Acquire, AcquireUntil, MAX_PERMITS, RawSemaphore, Wait};
 use crate::registry::Taken;
 use crate::rwlock::ReaderWriterLock;
@@ -473,7 +474,7 @@ impl AsyncHeld {
         }
     }
 
-    fn external(&self) -> &parking_lot::Mutex<crate::external::ExternalCache> {
+    fn external(&self) -> &parking_lot::Mutex<crate::backend::ExternalCache> {
         match self {
             AsyncHeld::Semaphore(sem) => sem.extra(),
             AsyncHeld::Fair(lock) => lock.extra(),
@@ -662,7 +663,7 @@ enum Held {
 }
 
 impl Held {
-    fn external(&self) -> &parking_lot::Mutex<crate::external::ExternalCache> {
+    fn external(&self) -> &parking_lot::Mutex<crate::backend::ExternalCache> {
         match self {
             Held::Semaphore(sem) => sem.as_ref().expect("held until drop").extra(),
             Held::Fair(lock) => lock.extra(),
@@ -738,7 +739,7 @@ impl LockGuard {
     pub fn share_with_child(&self, command: &mut std::process::Command) -> bool {
         let fd = self
             .external
-            .and_then(|_| crate::external::held_file_descriptor(&mut self.held.external().lock()));
+            .and_then(|_| crate::backend::held_file_descriptor(&mut self.held.external().lock()));
         match fd {
             Some(fd) => {
                 crate::file::inherit_descriptor(command, fd);
@@ -751,7 +752,7 @@ impl LockGuard {
     /// Runs `f` on the external state of the held name.
     pub(crate) fn with_external_cache<R>(
         &self,
-        f: impl FnOnce(&mut crate::external::ExternalCache) -> R,
+        f: impl FnOnce(&mut crate::backend::ExternalCache) -> R,
     ) -> R {
         f(&mut self.held.external().lock())
     }
@@ -759,7 +760,7 @@ impl LockGuard {
 
 fn is_external_held(
     name: &str,
-    cache: &parking_lot::Mutex<crate::external::ExternalCache>,
+    cache: &parking_lot::Mutex<crate::backend::ExternalCache>,
     backend: Option<&'static dyn ExternalBackend>,
 ) -> Result<bool, Error> {
     match backend {
@@ -769,7 +770,7 @@ fn is_external_held(
 }
 
 fn fencing_token(
-    cache: &parking_lot::Mutex<crate::external::ExternalCache>,
+    cache: &parking_lot::Mutex<crate::backend::ExternalCache>,
     backend: Option<&'static dyn ExternalBackend>,
 ) -> Option<i64> {
     backend.and_then(|backend| backend.fencing_token(&mut cache.lock()))
@@ -800,7 +801,7 @@ impl Drop for LockGuard {
 /// lock through `backend` (if held, and this was its last level), then log oslo's line.
 fn release_external_and_log(
     name: &str,
-    cache: &parking_lot::Mutex<crate::external::ExternalCache>,
+    cache: &parking_lot::Mutex<crate::backend::ExternalCache>,
     backend: Option<&dyn ExternalBackend>,
     do_log: bool,
 ) {
@@ -877,7 +878,7 @@ pub fn internal_fair_lock(name: &str) -> FairLock {
 /// The lock layer keeps each name's external-lock state (an open lock file, a server
 /// session) beside the name's lock in the registries.
 impl crate::registry::Create for Semaphore {
-    type Extra = parking_lot::Mutex<crate::external::ExternalCache>;
+    type Extra = parking_lot::Mutex<crate::backend::ExternalCache>;
 
     fn create(_name: &std::sync::Arc<str>) -> Self {
         Semaphore::new(1)
@@ -889,7 +890,7 @@ impl crate::registry::Create for Semaphore {
 }
 
 impl crate::registry::Create for ReaderWriterLock {
-    type Extra = parking_lot::Mutex<crate::external::ExternalCache>;
+    type Extra = parking_lot::Mutex<crate::backend::ExternalCache>;
 
     fn create(name: &std::sync::Arc<str>) -> Self {
         Self::from_arc(name.clone())

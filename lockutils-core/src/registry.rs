@@ -38,7 +38,6 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-
 /// Number of shards per registry (a power of two).
 const SHARDS: usize = 64;
 /// A shard is swept no more often than once per this many insertions.

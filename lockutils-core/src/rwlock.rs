@@ -304,7 +304,6 @@ impl Default for ReaderWriterLock {
     }
 }
 
-
 impl fmt::Debug for ReaderWriterLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReaderWriterLock")

@@ -139,7 +139,6 @@ impl fmt::Debug for Semaphore {
     }
 }
 
-
 /// A permit of a [`Semaphore`], given back when dropped (also during a panic).
 #[must_use = "the permit is given back as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a> {

@@ -1,32 +1,14 @@
-//! Which [`ExternalBackend`] takes the external locks of [`lock`](crate::lock())`(..)
-//! .external(true)` and `#[synchronized(.., external = true)]`.
-//!
-//! # Selection
-//! For each external acquire, the first of these that applies wins:
-//! 1. the lock's own [`.backend(..)`](crate::LockBuilder::backend);
-//! 2. the process-wide backend set from code with [`set_external_backend`];
-//! 3. the URL of the configuration in force: the `backend_url` option of
-//!    `[oslo_concurrency]` given to [`configure`](crate::configure), else the
-//!    `LOCKUTILS_BACKEND_URL` environment variable. Its scheme names a backend registered
-//!    with [`register_backend`] (a backend crate's `install()` does that);
-//! 4. lock files ([`FileBackend`]), as oslo.
-//!
-//! A URL whose scheme nobody registered makes every external acquire fail with
-//! [`Error::Backend`], naming the lock, the URL (without its password) and the fix: locks
-//! never silently fall back to files, which would not exclude the other hosts.
-//!
-//! The URL is read again after each [`configure`](crate::configure) or
-//! [`set_defaults`](crate::set_defaults); one backend is made per distinct URL and kept for
-//! the life of the process (it owns the connection pool).
+//! Which backend takes an external lock: selection by code, configuration and URL scheme
+//! (see the [parent module](super)).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use parking_lot::RwLock;
 
+use super::{ExternalBackend, FileBackend};
 use crate::config::{current_config, redact_url, version};
 use crate::error::Error;
-use crate::external::{ExternalBackend, FileBackend};
 
 /// Makes the backend of a URL (called once per distinct URL). The error is the reason, shown
 /// in [`Error::Backend`] with the lock name and the redacted URL.
@@ -128,7 +110,6 @@ fn url_scheme(url: &str) -> Option<String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     valid.then(|| scheme.to_ascii_lowercase())
 }
-
 
 #[cfg(test)]
 mod tests {
