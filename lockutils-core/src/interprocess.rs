@@ -227,6 +227,7 @@ impl fmt::Debug for InterProcessLock {
 /// A held [`InterProcessLock`]; released when dropped, or explicitly with
 /// [`release`](Self::release) to see errors.
 #[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct InterProcessGuard<'a> {
     lock: &'a InterProcessLock,
     released: bool,
@@ -413,6 +414,7 @@ impl fmt::Debug for InterProcessReaderWriterLock {
 
 /// The shared side of an [`InterProcessReaderWriterLock`], released when dropped.
 #[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct InterProcessReadGuard<'a> {
     lock: &'a InterProcessReaderWriterLock,
 }
@@ -464,6 +466,7 @@ impl fmt::Debug for InterProcessReadGuard<'_> {
 
 /// The exclusive side of an [`InterProcessReaderWriterLock`], released when dropped.
 #[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct InterProcessWriteGuard<'a> {
     lock: &'a InterProcessReaderWriterLock,
 }

@@ -486,6 +486,7 @@ impl AsyncHeld {
 ///
 /// `Send`: a task may hold it across `.await` and move between threads.
 #[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct AsyncLockGuard {
     held: AsyncHeld,
     do_log: bool,
@@ -685,6 +686,7 @@ impl Held {
 /// would wait for its own copy of the in-process lock). To hand a lock file to a program the
 /// process starts, use [`share_with_child`](Self::share_with_child).
 #[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct LockGuard {
     held: Held,
     do_log: bool,

@@ -319,6 +319,7 @@ type NotSend = std::marker::PhantomData<*const ()>;
 
 /// The read side of a [`ReaderWriterLock`], released when dropped (also during a panic).
 #[must_use = "the read lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct ReadGuard<'a> {
     lock: &'a ReaderWriterLock,
     _thread_bound: NotSend,
@@ -350,6 +351,7 @@ impl fmt::Debug for ReadGuard<'_> {
 
 /// The write side of a [`ReaderWriterLock`], released when dropped (also during a panic).
 #[must_use = "the write lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct WriteGuard<'a> {
     lock: &'a ReaderWriterLock,
     _thread_bound: NotSend,
@@ -381,6 +383,7 @@ impl fmt::Debug for WriteGuard<'_> {
 
 /// The read side of a [`ReaderWriterLock`] held by an async task; released when dropped.
 #[must_use = "the read lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct AsyncReadGuard<'a> {
     lock: &'a ReaderWriterLock,
 }
@@ -401,6 +404,7 @@ impl fmt::Debug for AsyncReadGuard<'_> {
 
 /// The write side of a [`ReaderWriterLock`] held by an async task; released when dropped.
 #[must_use = "the write lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct AsyncWriteGuard<'a> {
     lock: &'a ReaderWriterLock,
 }

@@ -141,6 +141,7 @@ impl fmt::Debug for Semaphore {
 
 /// A permit of a [`Semaphore`], given back when dropped (also during a panic).
 #[must_use = "the permit is given back as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct SemaphoreGuard<'a> {
     sem: &'a Semaphore,
 }

@@ -1301,6 +1301,7 @@ impl PgLock {
 /// [`release`](Self::release) to see the outcome. Either waits for the server to confirm
 /// the release (for a guard of an awaited acquire, at most [`RELEASE_TIMEOUT`]).
 #[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct PgGuard<'a> {
     lock: &'a PgLock,
     held: Option<Held>,
