@@ -5,8 +5,10 @@ use std::path::Path;
 
 use crate::config::lock_file_path;
 use crate::error::Error;
+use crate::fair::{FairLock, FairLocks};
 use crate::interprocess::InterProcessLock;
-use crate::lock::{LOG_TARGET, LockBuilder, lock};
+use crate::lock::{LOG_TARGET, LockBuilder, LockGuard, lock};
+use crate::semaphore::Semaphores;
 
 /// oslo's `external_lock(name, lock_file_prefix, lock_path)`: the [`InterProcessLock`] on the
 /// lock file of `name` (see [`lock_file_path`] for the file's name).
@@ -123,4 +125,29 @@ pub fn lock_with_prefix(prefix: impl Into<String>) -> Prefix {
 /// prefix. The same value as [`lock_with_prefix`] gives.
 pub fn remove_external_lock_file_with_prefix(prefix: impl Into<String>) -> Prefix {
     lock_with_prefix(prefix)
+}
+
+/// Takes the in-process (non-fair) lock for `name`: oslo's `internal_lock`.
+///
+/// Uses `semaphores`, or [`Semaphores::global`] for `None`. With `blocking == false`, one try.
+/// Logs nothing.
+pub fn internal_lock(
+    name: &str,
+    semaphores: Option<&Semaphores>,
+    blocking: bool,
+) -> Result<LockGuard, Error> {
+    let builder = lock(name).blocking(blocking).do_log(false);
+    match semaphores {
+        Some(semaphores) => builder.semaphores(semaphores),
+        None => builder,
+    }
+    .acquire()
+}
+
+/// The fair lock for `name` in [`FairLocks::global`]: oslo's `internal_fair_lock`.
+///
+/// Like oslo, this returns the lock itself; take its write side (what `lock(name).fair(true)`
+/// does) with [`write`](crate::ReaderWriterLock::write), or its read side.
+pub fn internal_fair_lock(name: &str) -> FairLock {
+    FairLocks::global().get(name)
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use tracing::Level;
 
 use crate::error::Error;
+use crate::lock::log::{log_acquiring, log_outcome, log_released};
 use crate::lock::{AsyncLockGuard, LOG_TARGET, LockBuilder, LockGuard};
 use crate::semaphore::NamedSemaphore;
 
@@ -42,48 +43,6 @@ pub fn enter_static<F: Copy>(site: &'static StaticLock, here: F) -> Result<Synch
     Ok(Synchronized {
         inner: Held::Static(sem),
     })
-}
-
-/// Logs oslo's `Acquiring lock "NAME" by "FUNC"`; returns when.
-fn log_acquiring(name: &str, func: &str) -> Instant {
-    tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\" by \"{func}\"");
-    Instant::now()
-}
-
-/// Logs how an acquire asked for at `asked` ended; on success, returns what the `released`
-/// line needs.
-fn log_outcome(
-    name: &str,
-    func: &'static str,
-    asked: Instant,
-    error: Option<&Error>,
-) -> Option<(Instant, &'static str)> {
-    if error.is_some() {
-        tracing::debug!(
-            target: LOG_TARGET,
-            lock = name,
-            "Lock \"{name}\" \"unacquired\" by \"{func}\" :: held N/A"
-        );
-        return None;
-    }
-    let now = Instant::now();
-    tracing::debug!(
-        target: LOG_TARGET,
-        lock = name,
-        "Lock \"{name}\" acquired by \"{func}\" :: waited {:.3}s",
-        (now - asked).as_secs_f64()
-    );
-    Some((now, func))
-}
-
-/// Logs oslo's `Lock "NAME" "released" by "FUNC" :: held 0.000s`.
-fn log_released(name: &str, func: &str, taken: Instant) {
-    tracing::debug!(
-        target: LOG_TARGET,
-        lock = name,
-        "Lock \"{name}\" \"released\" by \"{func}\" :: held {:.3}s",
-        taken.elapsed().as_secs_f64()
-    );
 }
 
 /// The qualified name of the function that defines `here` (a nested `fn`).

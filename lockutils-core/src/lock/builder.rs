@@ -1,24 +1,25 @@
-//! The [`lock()`] builder, its [`LockGuard`], and oslo's free functions around them.
+//! The [`lock()`] builder: what to lock and how to wait, then `acquire()`.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::backend::external_backend;
 use crate::backend::{ExternalBackend, ExternalTarget};
 use crate::config::process_locking_disabled;
 use crate::error::Error;
-use crate::fair::{FairLock, FairLocks};
+use crate::fair::FairLocks;
 use crate::file::DEFAULT_DELAY;
-use crate::queue::{Acquire, AcquireUntil, MAX_PERMITS, RawSemaphore, Wait};
+use crate::queue::{Acquire, AcquireUntil, Wait};
 use crate::registry::Taken;
 use crate::rwlock::ReaderWriterLock;
 use crate::semaphore::{NamedSemaphore, Semaphore, Semaphores};
 
-/// The `tracing` target of every log line lockutils writes.
-pub const LOG_TARGET: &str = "lockutils";
+use super::LOG_TARGET;
+use super::guard::{AsyncHeld, AsyncLockGuard, Held, LockGuard};
+use super::log::{LogLine, debug_enabled, log_line};
+use super::static_lock::StaticLock;
 
 /// Starts building a lock on `name`: oslo's `lockutils.lock(name, ...)`.
 ///
@@ -64,43 +65,6 @@ pub fn lock(name: &str) -> LockBuilder<'_> {
     }
 }
 
-/// A lock name known at compile time, with its registry handles kept after first use, so
-/// that taking the lock needs no name lookup. What `#[synchronized("literal")]` uses; not
-/// meant to be named by users.
-#[doc(hidden)]
-pub struct StaticLock {
-    name: &'static str,
-    semaphore: OnceLock<NamedSemaphore>,
-    fair: OnceLock<FairLock>,
-}
-
-impl StaticLock {
-    /// A site for `name`.
-    pub const fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            semaphore: OnceLock::new(),
-            fair: OnceLock::new(),
-        }
-    }
-
-    /// The kept handle of the name's global (non-fair) lock.
-    #[inline]
-    pub(crate) fn semaphore(&'static self) -> &'static NamedSemaphore {
-        self.semaphore
-            .get_or_init(|| Semaphores::global().get(self.name))
-    }
-
-    /// [`lock`]`(name)`, taking the global lock of the name through the kept handle.
-    #[inline]
-    pub fn lock(&'static self) -> LockBuilder<'static> {
-        LockBuilder {
-            site: Some(self),
-            ..lock(self.name)
-        }
-    }
-}
-
 /// Options for a lock on one name; made by [`lock()`], finished by [`acquire`](Self::acquire).
 ///
 /// Every combination works, including those oslo refuses: fair and non-blocking, fair in a
@@ -108,21 +72,21 @@ impl StaticLock {
 #[derive(Clone, Copy)]
 #[must_use = "a lock builder does nothing until `.acquire()` is called"]
 pub struct LockBuilder<'a> {
-    name: &'a str,
-    blocking: bool,
-    timeout: Option<Duration>,
-    fair: bool,
-    semaphores: Option<&'a Semaphores>,
-    fair_locks: Option<&'a FairLocks>,
-    do_log: bool,
-    external: bool,
-    prefix: Option<&'a str>,
-    lock_path: Option<&'a Path>,
-    delay: Duration,
+    pub(super) name: &'a str,
+    pub(super) blocking: bool,
+    pub(super) timeout: Option<Duration>,
+    pub(super) fair: bool,
+    pub(super) semaphores: Option<&'a Semaphores>,
+    pub(super) fair_locks: Option<&'a FairLocks>,
+    pub(super) do_log: bool,
+    pub(super) external: bool,
+    pub(super) prefix: Option<&'a str>,
+    pub(super) lock_path: Option<&'a Path>,
+    pub(super) delay: Duration,
     /// The external backend given with the lock, over the process-wide one.
-    backend: Option<&'static dyn ExternalBackend>,
+    pub(super) backend: Option<&'static dyn ExternalBackend>,
     /// Kept handles of the name, for the global containers.
-    site: Option<&'static StaticLock>,
+    pub(super) site: Option<&'static StaticLock>,
 }
 
 impl<'a> LockBuilder<'a> {
@@ -444,104 +408,6 @@ impl LockBuilder<'_> {
     }
 }
 
-/// What an [`AsyncLockGuard`] holds: permits of a counted handle's queue.
-pub(crate) enum AsyncHeld {
-    Semaphore(NamedSemaphore),
-    /// All permits: the write side, held by a task.
-    Fair(FairLock),
-}
-
-impl AsyncHeld {
-    /// Identifies the lock (its registry entry) while the handle lives.
-    pub(crate) fn id(&self) -> usize {
-        match self {
-            AsyncHeld::Semaphore(sem) => sem.addr(),
-            AsyncHeld::Fair(lock) => lock.addr(),
-        }
-    }
-
-    fn raw(&self) -> (&RawSemaphore, usize) {
-        match self {
-            AsyncHeld::Semaphore(sem) => (sem.raw(), 1),
-            AsyncHeld::Fair(lock) => (lock.raw(), MAX_PERMITS),
-        }
-    }
-
-    fn name(&self) -> &str {
-        match self {
-            AsyncHeld::Semaphore(sem) => sem.name(),
-            AsyncHeld::Fair(lock) => lock.name(),
-        }
-    }
-
-    fn external(&self) -> &parking_lot::Mutex<crate::backend::ExternalCache> {
-        match self {
-            AsyncHeld::Semaphore(sem) => sem.extra(),
-            AsyncHeld::Fair(lock) => lock.extra(),
-        }
-    }
-}
-
-/// A lock held by an async task, from [`LockBuilder::acquire_async`]; released when dropped.
-///
-/// `Send`: a task may hold it across `.await` and move between threads.
-#[must_use = "the lock is released as soon as the guard is dropped"]
-#[clippy::has_significant_drop]
-pub struct AsyncLockGuard {
-    held: AsyncHeld,
-    do_log: bool,
-    /// The backend holding the external lock, if one is held.
-    external: Option<&'static dyn ExternalBackend>,
-}
-
-impl AsyncLockGuard {
-    /// The name of the held lock.
-    pub fn name(&self) -> &str {
-        self.held.name()
-    }
-
-    /// Whether an external lock is held too.
-    pub fn is_external(&self) -> bool {
-        self.external.is_some()
-    }
-
-    /// See [`LockGuard::is_external_held`].
-    pub fn is_external_held(&self) -> Result<bool, Error> {
-        is_external_held(self.name(), self.held.external(), self.external)
-    }
-
-    /// See [`LockGuard::fencing_token`].
-    pub fn fencing_token(&self) -> Option<i64> {
-        fencing_token(self.held.external(), self.external)
-    }
-
-    /// Identifies the held lock (see `AsyncHeld::id`).
-    pub(crate) fn id(&self) -> usize {
-        self.held.id()
-    }
-}
-
-impl Drop for AsyncLockGuard {
-    fn drop(&mut self) {
-        release_external_and_log(
-            self.name(),
-            self.held.external(),
-            self.external,
-            self.do_log,
-        );
-        let (raw, permits) = self.held.raw();
-        raw.release(permits);
-    }
-}
-
-impl fmt::Debug for AsyncLockGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncLockGuard")
-            .field("name", &self.name())
-            .finish()
-    }
-}
-
 impl fmt::Debug for LockBuilder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockBuilder")
@@ -559,41 +425,6 @@ impl fmt::Debug for LockBuilder<'_> {
             .field("lock_path", &self.lock_path)
             .field("delay", &self.delay)
             .finish()
-    }
-}
-
-/// Whether oslo's DEBUG lines could be wanted at all: one load, inlined into the fast path;
-/// the line itself is formatted out of line by [`log_line`].
-#[inline(always)]
-fn debug_enabled() -> bool {
-    tracing::level_enabled!(tracing::Level::DEBUG)
-}
-
-/// oslo's log lines of `lock()`, formatted out of line.
-#[derive(Clone, Copy)]
-enum LogLine {
-    Acquiring,
-    Acquired,
-    AcquiredExternal,
-    Releasing,
-}
-
-#[cold]
-#[inline(never)]
-fn log_line(name: &str, line: LogLine) {
-    match line {
-        LogLine::Acquiring => {
-            tracing::debug!(target: LOG_TARGET, lock = name, "Acquiring lock \"{name}\"")
-        }
-        LogLine::Acquired => {
-            tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"")
-        }
-        LogLine::AcquiredExternal => {
-            tracing::debug!(target: LOG_TARGET, lock = name, "Acquired external semaphore \"{name}\"")
-        }
-        LogLine::Releasing => {
-            tracing::debug!(target: LOG_TARGET, lock = name, "Releasing lock \"{name}\"")
-        }
     }
 }
 
@@ -653,252 +484,4 @@ fn take_fair(
     };
     lock.write_with(wait)?;
     Ok(lock)
-}
-
-/// What a [`LockGuard`] holds.
-enum Held {
-    /// `Option` only so that `drop` can move a pinned entry out to release it.
-    Semaphore(Option<Taken<Semaphore>>),
-    /// Never `Taken::Pinned` (see `take_fair`).
-    Fair(Taken<ReaderWriterLock>),
-}
-
-impl Held {
-    fn external(&self) -> &parking_lot::Mutex<crate::backend::ExternalCache> {
-        match self {
-            Held::Semaphore(sem) => sem.as_ref().expect("held until drop").extra(),
-            Held::Fair(lock) => lock.extra(),
-        }
-    }
-}
-
-/// A held lock from [`lock()`]; released when dropped, also during a panic.
-///
-/// The guard is bound to the thread that took it (not `Send`): the fair lock is reentrant per
-/// thread, and a guard moved elsewhere would let two threads in.
-///
-/// # After `fork()`
-/// A child process forked while the guard is held has a copy of it, but not the lock: the
-/// external lock stays its parent's. Dropping the copy in the child (or ending the child in
-/// any way) leaves the parent's lock held; the child only closes its inherited descriptor.
-/// The child must not act as the holder. Once it has dropped its copy, it may take this name
-/// for itself, waiting for its parent like any other process (with the copy still alive it
-/// would wait for its own copy of the in-process lock). To hand a lock file to a program the
-/// process starts, use [`share_with_child`](Self::share_with_child).
-#[must_use = "the lock is released as soon as the guard is dropped"]
-#[clippy::has_significant_drop]
-pub struct LockGuard {
-    held: Held,
-    do_log: bool,
-    /// The backend holding the external lock, if one is held.
-    external: Option<&'static dyn ExternalBackend>,
-    _thread_bound: PhantomData<*const ()>,
-}
-
-impl LockGuard {
-    /// The name of the held lock.
-    #[inline]
-    pub fn name(&self) -> &str {
-        match &self.held {
-            Held::Semaphore(sem) => sem.as_ref().expect("held until drop").name(),
-            Held::Fair(lock) => lock.name(),
-        }
-    }
-
-    /// Whether this is a fair lock.
-    pub fn is_fair(&self) -> bool {
-        matches!(self.held, Held::Fair(_))
-    }
-
-    /// Whether an external (inter-process) lock is held too.
-    pub fn is_external(&self) -> bool {
-        self.external.is_some()
-    }
-
-    /// Whether the external lock is still held, as its backend can tell: a lock held in a
-    /// server session (PostgreSQL) is lost with the session, e.g. when the server restarts
-    /// or the connection drops; a lock file is held as long as the process lives. `Ok(false)`
-    /// or an error means: stop acting as the holder. `Ok(true)` without an external lock.
-    pub fn is_external_held(&self) -> Result<bool, Error> {
-        is_external_held(self.name(), self.held.external(), self.external)
-    }
-
-    /// The fencing token of the external lock's acquisition, if its backend has them (the
-    /// PostgreSQL backend does, lock files do not): it grows strictly from one acquisition to
-    /// the next, so storage can refuse the writes of a holder that lost the lock unnoticed.
-    pub fn fencing_token(&self) -> Option<i64> {
-        fencing_token(self.held.external(), self.external)
-    }
-
-    /// Lets the process that `command` starts inherit this guard's lock file, so that the
-    /// lock stays held while that process runs even if this one dies first (SIGKILL
-    /// included), as `flock(1)` keeps its lock for its command. The child shares the lock's
-    /// open file description: dropping this guard still releases the lock for both, and the
-    /// lock outlives this process only as long as the child (or anything it hands the
-    /// descriptor on to) keeps the descriptor open. Returns `false`, leaving `command` alone,
-    /// when no lock file is held (not external, or held on a server).
-    #[cfg(unix)]
-    pub fn share_with_child(&self, command: &mut std::process::Command) -> bool {
-        let fd = self
-            .external
-            .and_then(|_| crate::backend::held_file_descriptor(&mut self.held.external().lock()));
-        match fd {
-            Some(fd) => {
-                crate::file::inherit_descriptor(command, fd);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Runs `f` on the external state of the held name.
-    pub(crate) fn with_external_cache<R>(
-        &self,
-        f: impl FnOnce(&mut crate::backend::ExternalCache) -> R,
-    ) -> R {
-        f(&mut self.held.external().lock())
-    }
-}
-
-fn is_external_held(
-    name: &str,
-    cache: &parking_lot::Mutex<crate::backend::ExternalCache>,
-    backend: Option<&'static dyn ExternalBackend>,
-) -> Result<bool, Error> {
-    match backend {
-        Some(backend) => backend.is_held(name, &mut cache.lock()),
-        None => Ok(true),
-    }
-}
-
-fn fencing_token(
-    cache: &parking_lot::Mutex<crate::backend::ExternalCache>,
-    backend: Option<&'static dyn ExternalBackend>,
-) -> Option<i64> {
-    backend.and_then(|backend| backend.fencing_token(&mut cache.lock()))
-}
-
-/// Releases the external lock, then logs; the in-process lock is released after this, when
-/// the `held` field drops (so also if a log subscriber panics), as oslo orders it.
-impl Drop for LockGuard {
-    #[inline]
-    fn drop(&mut self) {
-        if self.external.is_none() {
-            // The fast path: a log line at most, then the in-process release, done by `held`.
-            if self.do_log && debug_enabled() {
-                log_line(self.name(), LogLine::Releasing);
-            }
-            return;
-        }
-        release_external_and_log(
-            self.name(),
-            self.held.external(),
-            self.external,
-            self.do_log,
-        );
-    }
-}
-
-/// What both guards do on drop before giving back the in-process lock: release the external
-/// lock through `backend` (if held, and this was its last level), then log oslo's line.
-fn release_external_and_log(
-    name: &str,
-    cache: &parking_lot::Mutex<crate::backend::ExternalCache>,
-    backend: Option<&dyn ExternalBackend>,
-    do_log: bool,
-) {
-    if let Some(backend) = backend {
-        let mut cache = cache.lock();
-        cache.depth -= 1;
-        if cache.depth == 0
-            && let Err(e) = backend.release(name, &mut cache)
-        {
-            tracing::warn!(target: LOG_TARGET, lock = name, "{e}");
-        }
-    }
-    if do_log && debug_enabled() {
-        log_line(name, LogLine::Releasing);
-    }
-}
-
-impl Drop for Held {
-    #[inline]
-    fn drop(&mut self) {
-        match self {
-            Held::Semaphore(sem) => match sem.take().expect("held until drop") {
-                // The last use of a pinned entry (see `Pinned::release`).
-                Taken::Pinned(pinned) => {
-                    pinned.release(Semaphore::try_release_fast, Semaphore::release_slow)
-                }
-                Taken::Handle(sem) => sem.release(),
-                Taken::Static(sem) => sem.release(),
-            },
-            Held::Fair(lock) => {
-                // The guard took one level of the write side on this thread (it is not Send),
-                // so this cannot fail unless that level was released by hand.
-                let _ = lock.release_write();
-            }
-        }
-    }
-}
-
-impl fmt::Debug for LockGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard")
-            .field("name", &self.name())
-            .field("fair", &self.is_fair())
-            .field("external", &self.is_external())
-            .finish()
-    }
-}
-
-/// Takes the in-process (non-fair) lock for `name`: oslo's `internal_lock`.
-///
-/// Uses `semaphores`, or [`Semaphores::global`] for `None`. With `blocking == false`, one try.
-/// Logs nothing.
-pub fn internal_lock(
-    name: &str,
-    semaphores: Option<&Semaphores>,
-    blocking: bool,
-) -> Result<LockGuard, Error> {
-    let builder = lock(name).blocking(blocking).do_log(false);
-    match semaphores {
-        Some(semaphores) => builder.semaphores(semaphores),
-        None => builder,
-    }
-    .acquire()
-}
-
-/// The fair lock for `name` in [`FairLocks::global`]: oslo's `internal_fair_lock`.
-///
-/// Like oslo, this returns the lock itself; take its write side (what `lock(name).fair(true)`
-/// does) with [`write`](crate::ReaderWriterLock::write), or its read side.
-pub fn internal_fair_lock(name: &str) -> FairLock {
-    FairLocks::global().get(name)
-}
-
-/// The lock layer keeps each name's external-lock state (an open lock file, a server
-/// session) beside the name's lock in the registries.
-impl crate::registry::Create for Semaphore {
-    type Extra = parking_lot::Mutex<crate::backend::ExternalCache>;
-
-    fn create(_name: &std::sync::Arc<str>) -> Self {
-        Semaphore::new(1)
-    }
-
-    fn is_free(&self) -> bool {
-        self.is_untouched()
-    }
-}
-
-impl crate::registry::Create for ReaderWriterLock {
-    type Extra = parking_lot::Mutex<crate::backend::ExternalCache>;
-
-    fn create(name: &std::sync::Arc<str>) -> Self {
-        Self::from_arc(name.clone())
-    }
-
-    fn is_free(&self) -> bool {
-        self.is_untouched()
-    }
 }
