@@ -35,7 +35,6 @@ pub mod external;
 pub mod fair;
 mod file;
 mod file_wait;
-mod ini;
 mod interprocess;
 pub mod lock;
 #[cfg(any(target_os = "linux", target_os = "android"))]

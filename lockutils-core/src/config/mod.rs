@@ -15,12 +15,20 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use parking_lot::RwLock;
 
 use crate::error::Error;
-use crate::ini;
+
+mod duration;
+mod ini;
+mod paths;
+mod url;
+
+pub use duration::parse_duration;
+pub(crate) use paths::name_too_long;
+pub use paths::{lock_file_name, lock_file_path};
+pub use url::redact_url;
 
 /// The environment variable oslo reads the default lock directory from.
 pub const LOCK_PATH_ENV: &str = "OSLO_LOCK_PATH";
@@ -28,18 +36,6 @@ pub const LOCK_PATH_ENV: &str = "OSLO_LOCK_PATH";
 /// The environment variable that selects the external-lock backend by URL when no
 /// configuration sets `backend_url` (see [`backend`](crate::backend)).
 pub const BACKEND_URL_ENV: &str = "LOCKUTILS_BACKEND_URL";
-
-/// Path separators, replaced by `_` in names (oslo replaces `os.sep`; on Windows both `\`
-/// and `/` separate).
-#[cfg(not(windows))]
-const SEPARATORS: &[char] = &['/'];
-#[cfg(windows)]
-const SEPARATORS: &[char] = &['/', '\\', ':'];
-
-/// The longest file name (in bytes) accepted before asking the file system; 255 is the limit
-/// of every common Linux file system. A file system with a lower limit reports
-/// `ENAMETOOLONG`, which is turned into the same [`Error::InvalidName`].
-const NAME_MAX: usize = 255;
 
 /// oslo's `[oslo_concurrency]` options.
 ///
@@ -268,207 +264,10 @@ pub(crate) fn process_locking_disabled() -> bool {
     PROCESS_LOCKING_DISABLED.load(Ordering::Acquire)
 }
 
-/// The lock file for `name`, exactly as oslo names it: `/` in the name becomes `_`; a prefix is
-/// joined with `-` unless it already ends in `-`; the file sits in `lock_path` (when given
-/// and non-empty) or in the configured directory.
-///
-/// Unlike oslo, names that could not be a file in that directory are refused with
-/// [`Error::InvalidName`]: empty, `.` or `..`, containing NUL, a prefix containing `/`, or
-/// longer than the file system allows.
-///
-/// ```
-/// use std::path::Path;
-///
-/// let path = lockutils::lock_file_path("x/y", Some("nova"), Some(Path::new("/locks")))?;
-/// assert_eq!(path, Path::new("/locks/nova-x_y"));
-/// # Ok::<(), lockutils::Error>(())
-/// ```
-pub fn lock_file_path(
-    name: &str,
-    prefix: Option<&str>,
-    lock_path: Option<&Path>,
-) -> Result<PathBuf, Error> {
-    let file = lock_file_name(name, prefix)?;
-    let dir = match lock_path.filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => dir.to_owned(),
-        None => current_config()
-            .lock_path
-            .ok_or_else(|| Error::LockPathRequired {
-                name: name.to_owned(),
-            })?,
-    };
-    Ok(dir.join(file))
-}
-
-/// The file name (without directory) of the lock file of `name`: `/` in the name becomes
-/// `_`, a prefix is joined with `-` unless it already ends in `-` (see [`lock_file_path`]).
-/// Backends that are not files name their locks by this too, so that a name and prefix make
-/// one lock whatever the backend.
-///
-/// ```
-/// assert_eq!(lockutils::lock_file_name("x/y", Some("nova"))?, "nova-x_y");
-/// assert_eq!(lockutils::lock_file_name("x", Some("nova-"))?, "nova-x");
-/// assert_eq!(lockutils::lock_file_name("x", None)?, "x");
-/// # Ok::<(), lockutils::Error>(())
-/// ```
-pub fn lock_file_name(name: &str, prefix: Option<&str>) -> Result<String, Error> {
-    if name.is_empty() {
-        return Err(Error::invalid_name(
-            name,
-            "an external lock needs a non-empty name",
-        ));
-    }
-    if name.contains('\0') {
-        return Err(Error::invalid_name(name, "the name contains a NUL byte"));
-    }
-    let sanitized = name.replace(SEPARATORS, "_");
-    let file = match prefix.filter(|p| !p.is_empty()) {
-        None => sanitized,
-        Some(prefix) => {
-            if prefix.contains(SEPARATORS) || prefix.contains('\0') {
-                return Err(Error::invalid_name(
-                    name,
-                    format!("the prefix {prefix:?} contains '/' or a NUL byte"),
-                ));
-            }
-            let sep = if prefix.ends_with('-') { "" } else { "-" };
-            format!("{prefix}{sep}{sanitized}")
-        }
-    };
-    if file == "." || file == ".." {
-        return Err(Error::invalid_name(
-            name,
-            format!("{file:?} names a directory, not a lock file"),
-        ));
-    }
-    if file.len() > NAME_MAX {
-        return Err(name_too_long(name, &file));
-    }
-    Ok(file)
-}
-
-pub(crate) fn name_too_long(name: &str, file: &str) -> Error {
-    Error::invalid_name(
-        name,
-        format!(
-            "the lock file name is {} bytes long, more than the file system allows",
-            file.len()
-        ),
-    )
-}
-
-/// Parses a duration as users write it: `"250ms"`, `"1.5s"`, `"1m30s"`... (numbers with units
-/// ns, us or µs, ms, s, m, h). What `#[synchronized(timeout = "...")]` and the command line
-/// accept.
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(lockutils::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-/// assert!(lockutils::parse_duration("5").is_err());
-/// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let mut total: u128 = 0;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err("it is empty".into());
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or("a number needs a unit (ns, us, ms, s, m or h)")?;
-        if number_len == 0 {
-            return Err(format!("expected a number at {rest:?}"));
-        }
-        let (number, after) = rest.split_at(number_len);
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
-        let nanos_per: u128 = match unit.trim() {
-            "ns" => 1,
-            "us" | "µs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            other => {
-                return Err(format!(
-                    "unknown unit {other:?} (use ns, us, ms, s, m or h)"
-                ));
-            }
-        };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        let whole: u128 = whole
-            .parse()
-            .map_err(|_| format!("bad number {number:?}"))?;
-        let mut nanos = whole * nanos_per;
-        let mut scale = nanos_per;
-        for digit in fraction.chars() {
-            let digit = digit
-                .to_digit(10)
-                .ok_or_else(|| format!("bad number {number:?}"))?;
-            scale /= 10;
-            nanos += u128::from(digit) * scale;
-        }
-        total = total.checked_add(nanos).ok_or("it is too long")?;
-        rest = next.trim_start();
-    }
-    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "it is too long")?;
-    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
-}
-
-/// `url` fit for messages and logs: a password in its user information (`user:secret@`) or
-/// in a `password=` query parameter becomes `***`.
-///
-/// ```
-/// use lockutils::redact_url;
-/// assert_eq!(redact_url("postgres://app:s3cret@db:5432/locks"), "postgres://app:***@db:5432/locks");
-/// assert_eq!(redact_url("postgres://db/locks?user=app&password=x"), "postgres://db/locks?user=app&password=***");
-/// assert_eq!(redact_url("postgres://app@db/locks"), "postgres://app@db/locks");
-/// ```
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        if url.to_ascii_lowercase().contains("password") {
-            // Not a URL (a `key=value` string?): where the password ends is not clear-cut.
-            return "<connection string, password hidden>".to_owned();
-        }
-        return url.to_owned();
-    };
-    let mut out = String::with_capacity(url.len());
-    out.push_str(scheme);
-    out.push_str("://");
-    // The last `@` ends the user information: a password may contain `@`, `/`, `?` or `#`
-    // unescaped (too much is hidden rather than too little if `@` is elsewhere).
-    let after = match rest.rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            match userinfo.split_once(':') {
-                Some((user, _password)) => {
-                    out.push_str(user);
-                    out.push_str(":***");
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push('@');
-            &rest[at + 1..]
-        }
-        None => rest,
-    };
-    // `password=VALUE` anywhere after it (a query parameter), up to the next `&`.
-    let mut remaining = after;
-    while let Some(found) = remaining.to_ascii_lowercase().find("password=") {
-        let value_start = found + "password=".len();
-        out.push_str(&remaining[..value_start]);
-        out.push_str("***");
-        remaining = &remaining[value_start..];
-        remaining = &remaining[remaining.find('&').unwrap_or(remaining.len())..];
-    }
-    out.push_str(remaining);
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

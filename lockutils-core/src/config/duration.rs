@@ -1,0 +1,64 @@
+//! Durations as the configuration and `#[synchronized]` write them: `"250ms"`, `"5s"`,
+//! `"1m30s"`.
+
+use std::time::Duration;
+
+/// Parses a duration as users write it: `"250ms"`, `"1.5s"`, `"1m30s"`... (numbers with units
+/// ns, us or µs, ms, s, m, h). What `#[synchronized(timeout = "...")]` and the command line
+/// accept.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(lockutils::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+/// assert!(lockutils::parse_duration("5").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let mut total: u128 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err("it is empty".into());
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or("a number needs a unit (ns, us, ms, s, m or h)")?;
+        if number_len == 0 {
+            return Err(format!("expected a number at {rest:?}"));
+        }
+        let (number, after) = rest.split_at(number_len);
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let nanos_per: u128 = match unit.trim() {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} (use ns, us, ms, s, m or h)"
+                ));
+            }
+        };
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let whole: u128 = whole
+            .parse()
+            .map_err(|_| format!("bad number {number:?}"))?;
+        let mut nanos = whole * nanos_per;
+        let mut scale = nanos_per;
+        for digit in fraction.chars() {
+            let digit = digit
+                .to_digit(10)
+                .ok_or_else(|| format!("bad number {number:?}"))?;
+            scale /= 10;
+            nanos += u128::from(digit) * scale;
+        }
+        total = total.checked_add(nanos).ok_or("it is too long")?;
+        rest = next.trim_start();
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "it is too long")?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
