@@ -5,23 +5,16 @@
 //! here and holds the user documentation.
 //!
 //! # Layout
-//! - `queue`: the one fair FIFO waiter queue (a counting semaphore) under every primitive.
-//! - [`semaphore`]: [`Semaphore`] and the [`Semaphores`] registry.
-//! - [`rwlock`]: [`ReaderWriterLock`], fasteners' semantics.
-//! - [`fair`]: [`FairLocks`], the registry of fair (reader/writer) locks.
-//! - `registry`: the sharded, garbage-collected name map behind both registries.
-//! - [`lock`](mod@lock): the [`lock()`] builder and its [`LockGuard`].
-//! - [`config`]: lock directories, `[oslo_concurrency]` options, lock file names.
-//! - `file`: lock files and the OS record locks on them.
-//! - [`lock_dir`]: a lock directory as a whole: listing its lock files and removing unused
-//!   ones safely (Linux).
-//! - `file_wait`: waiting for a lock file on behalf of an async task (helper threads).
-//! - `timer`: the runtime-agnostic timer behind async timeouts.
-//! - [`external`]: the external-lock backend trait, the file backend, [`InterProcessLock`],
-//!   [`InterProcessReaderWriterLock`] and oslo's removal and prefix helpers.
-//! - [`backend`]: which external backend `external(true)` uses (code, `backend_url`,
-//!   `LOCKUTILS_BACKEND_URL`, registered URL schemes).
-//! - [`error`]: the one [`Error`] type.
+//! The modules stand on floors, each using only those below it (`ARCHITECTURE.md` at the
+//! repository's root draws them; `scripts/check-layers` keeps them):
+//! 0. `queue` (the one fair waiter queue, [`Wait`]), `timer`, [`error`];
+//! 1. `registry`, [`semaphore`], [`rwlock`], [`fair`];
+//! 2. [`config`] (options, INI files, lock file paths, durations);
+//! 3. `file` (lock files, their directories, descriptor limits), `file_wait`, [`lock_dir`]
+//!    (Linux), `interprocess` ([`InterProcessLock`], [`InterProcessReaderWriterLock`]);
+//! 4. [`backend`] (the [`ExternalBackend`] trait, the file backend, selection);
+//! 5. [`lock`](mod@lock) (the [`lock()`] builder, its guards, oslo's log lines);
+//! 6. `oslo` (oslo's helpers), [`external`] (the external-lock API gathered).
 
 #![warn(missing_docs)]
 

@@ -122,7 +122,7 @@ pub trait ExternalBackend: Send + Sync {
     fn holds(&self, target: &ExternalTarget<'_>, cache: &mut ExternalCache) -> Result<bool, Error>;
 
     /// [`acquire`](Self::acquire) for an async task, without blocking the thread: what
-    /// [`LockBuilder::acquire_async`] with `external(true)` awaits. `cache` may be locked only
+    /// [`LockBuilder::acquire_async`](crate::LockBuilder::acquire_async) with `external(true)` awaits. `cache` may be locked only
     /// between awaits (never across one); `deadline` is when a `Wait::For` wait ends. Dropping
     /// the future before it completes must leave nothing held (or have it let go as soon as
     /// it is got).

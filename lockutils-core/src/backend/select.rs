@@ -50,7 +50,7 @@ pub fn set_external_backend(backend: Option<&'static dyn ExternalBackend>) {
 }
 
 /// The backend an external acquire of lock `name` uses when the lock does not name one (see
-/// the [module docs](self)).
+/// the [module docs](crate::backend)).
 pub fn external_backend(name: &str) -> Result<&'static dyn ExternalBackend, Error> {
     {
         let state = STATE.read();

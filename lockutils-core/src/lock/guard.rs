@@ -53,7 +53,7 @@ impl AsyncHeld {
     }
 }
 
-/// A lock held by an async task, from [`LockBuilder::acquire_async`]; released when dropped.
+/// A lock held by an async task, from [`LockBuilder::acquire_async`](crate::LockBuilder::acquire_async); released when dropped.
 ///
 /// `Send`: a task may hold it across `.await` and move between threads.
 #[must_use = "the lock is released as soon as the guard is dropped"]
@@ -130,7 +130,7 @@ impl Held {
     }
 }
 
-/// A held lock from [`lock()`]; released when dropped, also during a panic.
+/// A held lock from [`lock()`](crate::lock()); released when dropped, also during a panic.
 ///
 /// The guard is bound to the thread that took it (not `Send`): the fair lock is reentrant per
 /// thread, and a guard moved elsewhere would let two threads in.
