@@ -63,33 +63,11 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
     };
     let mut child = Command::new(cmd);
     child.args(args);
-    if options.shared {
-        if let Some(url) = &url {
-            return shared_on_server(options, url, || {
-                die_with_parent(&mut child);
-                run_command(PROGRAM, child)
-            })
-            .unwrap_or_else(failed);
-        }
-        let Some(path) = file else {
-            unreachable!("a shared run on files has a lock file")
-        };
-        let rw = lockutils::InterProcessReaderWriterLock::new(path);
-        let guard = match (options.nonblocking, options.timeout) {
-            (true, _) => rw.try_read(),
-            (false, Some(timeout)) => rw.try_read_for(timeout),
-            (false, None) => rw.read(),
-        };
-        return match guard {
-            Ok(guard) => {
-                guard.share_with_child(&mut child);
-                run_command(PROGRAM, child)
-            }
-            Err(e) => failed(e),
-        };
-    }
+    // --shared takes the shared side of the external lock (it implies --external): the read
+    // lock on the lock file, or a shared lock on whatever server the backend URL names.
     let mut builder = lockutils::lock(&options.name)
-        .external(options.external)
+        .external(options.external || options.shared)
+        .shared(options.shared)
         .blocking(!options.nonblocking)
         .do_log(false);
     if let Some(prefix) = &options.prefix {
@@ -161,28 +139,4 @@ fn backend_url() -> Option<String> {
         .backend_url
         .map(|url| url.trim().to_owned())
         .filter(|url| !url.is_empty() && !url.to_ascii_lowercase().starts_with("file://"))
-}
-
-/// Runs `body` holding the shared side of `options.name` on the PostgreSQL server of `url`,
-/// taken as `--nonblocking` and `--timeout` ask.
-fn shared_on_server(
-    options: &RunOptions,
-    url: &str,
-    body: impl FnOnce() -> i32,
-) -> Result<i32, lockutils::Error> {
-    let lower = url.to_ascii_lowercase();
-    if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
-        return Err(lockutils::Error::backend(
-            &options.name,
-            lockutils::redact_url(url),
-            "--shared needs lock files or a postgres:// backend URL",
-        ));
-    }
-    let lock = lockutils_postgres::backend(url)?.lock(&options.name, options.prefix.as_deref())?;
-    let _guard = match (options.nonblocking, options.timeout) {
-        (true, _) => lock.try_read(),
-        (false, Some(timeout)) => lock.try_read_for(timeout),
-        (false, None) => lock.read(),
-    }?;
-    Ok(body())
 }

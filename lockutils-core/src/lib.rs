@@ -56,7 +56,7 @@ pub use fair::{FairLock, FairLocks};
 pub use file::{DEFAULT_DIRECTORY_MODE, lock_directory_mode, set_lock_directory_mode};
 pub use lock::{AsyncLockGuard, LOG_TARGET, LockBuilder, LockGuard, lock};
 pub use oslo::{internal_fair_lock, internal_lock};
-pub use queue::Wait;
+pub use queue::{Mode, Wait};
 pub use registry::Named;
 pub use rwlock::{AsyncReadGuard, AsyncWriteGuard, Owner, ReadGuard, ReaderWriterLock, WriteGuard};
 pub use semaphore::{NamedSemaphore, Semaphore, SemaphoreGuard, Semaphores};

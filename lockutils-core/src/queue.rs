@@ -104,6 +104,18 @@ impl Wait {
     }
 }
 
+/// Which side of a lock: shared by any number of holders, or exclusive to one. One type for
+/// every layer: the reader/writer side in-process, the read or write lock on a lock file,
+/// a shared or exclusive lock on a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Many holders at once (a read lock), none exclusive.
+    Shared,
+    /// One holder (a write lock): the default.
+    #[default]
+    Exclusive,
+}
+
 /// A fair counting semaphore: the shared core of all in-process locks.
 #[derive(Debug)]
 pub(crate) struct RawSemaphore {

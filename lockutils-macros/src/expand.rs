@@ -304,6 +304,7 @@ fn fast_path(args: &Args, bound_prefix: Option<&LitStr>) -> Option<TokenStream> 
         && args.lock_path.is_none()
         && args.semaphores.is_none()
         && args.fair.is_none()
+        && args.shared.is_none()
         && args.blocking.is_none()
         && args.timeout.is_none()
         && args.delay.is_none();
@@ -351,6 +352,9 @@ fn builder(args: &Args, bound_prefix: Option<&LitStr>) -> TokenStream {
     }
     if let Some(e) = &args.fair {
         option(quote_spanned! {e.span()=> .fair(#e) });
+    }
+    if let Some(e) = &args.shared {
+        option(quote_spanned! {e.span()=> .shared(#e) });
     }
     if let Some((_, e)) = &args.blocking {
         option(quote_spanned! {e.span()=> .blocking(#e) });

@@ -60,6 +60,7 @@ use syn::{Attribute, Ident, LitStr, Token};
 /// | `lock_path` | a path: the lock file's directory |
 /// | `semaphores` | a `Semaphores` container (or reference, `LazyLock`, `Arc` of one) |
 /// | `fair` | `bool`: the fair (FIFO, reentrant) lock of the name |
+/// | `shared` | `bool`: the shared side of the name (the read side of its fair lock, and of the external lock): shared holders run together |
 /// | `blocking` | `bool`: `false` tries once |
 /// | `timeout` | `"250ms"`, `"5s"`, `"1m30s"`... or a `Duration` expression |
 /// | `delay` | like `timeout`: the longest pause between tries of a timed external wait |

@@ -191,30 +191,9 @@ pub const MAX_IDLE: usize = 16;
 /// failed.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The shared (read) or exclusive (write) side of an advisory lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `pg_advisory_lock_shared`: any number of shared holders, no exclusive one.
-    Shared,
-    /// `pg_advisory_lock`: one holder.
-    Exclusive,
-}
-
-impl Mode {
-    fn suffix(self) -> &'static str {
-        match self {
-            Mode::Shared => "_shared",
-            Mode::Exclusive => "",
-        }
-    }
-
-    fn pg_locks_mode(self) -> &'static str {
-        match self {
-            Mode::Shared => "ShareLock",
-            Mode::Exclusive => "ExclusiveLock",
-        }
-    }
-}
+/// The shared (read) or exclusive (write) side of an advisory lock: lockutils' one
+/// [`Mode`](lockutils_core::Mode) (`pg_advisory_lock_shared` or `pg_advisory_lock`).
+pub use lockutils_core::Mode;
 
 /// Registers this backend for `postgres://` and `postgresql://` URLs, so that a
 /// `backend_url` (or `LOCKUTILS_BACKEND_URL`) naming a PostgreSQL server sends external locks

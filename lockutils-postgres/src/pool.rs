@@ -641,7 +641,7 @@ impl ExternalBackend for PgBackend {
         wait: Wait,
     ) -> Result<(), Error> {
         let (_, key) = key_of(target.name, target.prefix)?;
-        let held = self.inner.take(target.name, key, Mode::Exclusive, wait)?;
+        let held = self.inner.take(target.name, key, target.mode, wait)?;
         cache.get_or_insert_with(Slot::default).held = Some(held);
         Ok(())
     }
@@ -671,11 +671,15 @@ impl ExternalBackend for PgBackend {
             let (_, key) = key_of(target.name, target.prefix)?;
             let held = self
                 .inner
-                .take_async(target.name, key, Mode::Exclusive, wait, deadline)
+                .take_async(target.name, key, target.mode, wait, deadline)
                 .await?;
             cache.lock().get_or_insert_with(Slot::default).held = Some(held);
             Ok(())
         })
+    }
+
+    fn supports_shared(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {

@@ -6,7 +6,7 @@ use tokio_postgres::SimpleQueryMessage;
 use crate::*;
 
 pub(crate) fn lock_sql(key: i64, mode: Mode, wait: Wait) -> String {
-    let suffix = mode.suffix();
+    let suffix = suffix(mode);
     match wait_millis(wait) {
         None => format!(
             "SELECT CASE WHEN pg_try_advisory_lock{suffix}({key}) \
@@ -38,7 +38,7 @@ pub(crate) fn wait_millis(wait: Wait) -> Option<u64> {
 }
 
 pub(crate) fn unlock_sql(key: i64, mode: Mode) -> String {
-    format!("SELECT pg_advisory_unlock{}({key})", mode.suffix())
+    format!("SELECT pg_advisory_unlock{}({key})", suffix(mode))
 }
 
 /// Whether this session holds the lock: a bigint advisory lock shows in `pg_locks` with the
@@ -50,7 +50,7 @@ pub(crate) fn held_sql(key: i64, mode: Mode) -> String {
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
          AND pid = pg_backend_pid() AND granted AND objsubid = 1 \
          AND classid = '{high}'::oid AND objid = '{low}'::oid AND mode = '{}')",
-        mode.pg_locks_mode()
+        pg_locks_mode(mode)
     )
 }
 
@@ -65,4 +65,20 @@ pub(crate) fn last_value(messages: &[SimpleQueryMessage]) -> Option<&str> {
 /// The outcome of a lock statement: the fencing token, or `None` when the lock was busy.
 pub(crate) fn token_of(messages: &[SimpleQueryMessage]) -> Option<i64> {
     last_value(messages).and_then(|v| v.parse().ok())
+}
+
+/// The function-name suffix of `mode`'s advisory lock functions.
+fn suffix(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Shared => "_shared",
+        Mode::Exclusive => "",
+    }
+}
+
+/// How `pg_locks` names `mode`'s advisory lock.
+fn pg_locks_mode(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Shared => "ShareLock",
+        Mode::Exclusive => "ExclusiveLock",
+    }
 }

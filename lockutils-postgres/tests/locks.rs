@@ -207,6 +207,38 @@ fn a_blocking_acquire_waits_on_the_server_until_release() {
 
 #[test]
 #[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
+fn lock_shared_takes_a_shared_advisory_lock_through_the_backend_interface() {
+    let Some(db) = db() else { return };
+    let name = unique("lock-shared");
+    let server = db.lock(&name, None).unwrap();
+    let shared = || lock(&name).shared(true).external(true).backend(db);
+    let one = shared().acquire().unwrap();
+    assert!(one.is_shared() && one.is_external_held().unwrap());
+    // Shared on the server: another session shares it, no session may write.
+    assert!(server.try_write().unwrap_err().is_acquire_failed());
+    drop(server.try_read().unwrap());
+    // A second in-process holder shares the first one's session.
+    std::thread::scope(|s| {
+        s.spawn(|| drop(shared().blocking(false).acquire().unwrap()))
+            .join()
+            .unwrap();
+    });
+    drop(one);
+    drop(server.try_write().unwrap());
+    // An exclusive holder on the server keeps the shared side out.
+    let writer = server.write().unwrap();
+    assert!(
+        shared()
+            .blocking(false)
+            .acquire()
+            .unwrap_err()
+            .is_acquire_failed()
+    );
+    writer.release().unwrap();
+}
+
+#[test]
+#[ignore = "needs a PostgreSQL server: scripts/test runs it (scripts/postgres, --include-ignored)"]
 fn shared_locks_admit_many_readers_and_exclude_the_writer() {
     let Some(db) = db() else { return };
     let name = unique("shared");

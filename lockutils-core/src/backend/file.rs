@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use super::{AcquireFuture, ExternalBackend, ExternalCache, ExternalTarget};
 use crate::config::lock_file_path;
 use crate::error::Error;
-use crate::file::{LockFile, Mode, unlock_slot};
+use crate::file::{LockFile, unlock_slot};
 use crate::file_wait::{FileSlot, lock_async};
 use crate::queue::Wait;
 
@@ -32,7 +32,7 @@ impl ExternalBackend for FileBackend {
             &mut None,
             target.name,
             &state.slot.path,
-            Mode::Exclusive,
+            target.mode,
             wait,
             target.delay,
         )
@@ -65,6 +65,10 @@ impl ExternalBackend for FileBackend {
         Box::pin(async move { acquire_async(cache, &target, wait, deadline).await })
     }
 
+    fn supports_shared(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         "lock files".to_owned()
     }
@@ -89,7 +93,7 @@ async fn acquire_async(
         cache,
         slot_of,
         target.name,
-        Mode::Exclusive,
+        target.mode,
         wait,
         deadline,
         target.delay,

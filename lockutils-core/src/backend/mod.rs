@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::error::Error;
-use crate::queue::Wait;
+use crate::queue::{Mode, Wait};
 
 mod file;
 mod select;
@@ -52,6 +52,9 @@ pub struct ExternalTarget<'a> {
     pub lock_path: Option<&'a Path>,
     /// For polling backends, the longest pause between two tries of a timed wait.
     pub delay: Duration,
+    /// Which side: [`Mode::Shared`] only for a backend whose
+    /// [`supports_shared`](ExternalBackend::supports_shared) says it can.
+    pub mode: Mode,
 }
 
 /// State a backend keeps for one lock name while the name's in-process lock exists (an
@@ -144,6 +147,14 @@ pub trait ExternalBackend: Send + Sync {
              or enable the backend's async support",
         );
         Box::pin(std::future::ready(Err(error)))
+    }
+
+    /// Whether this backend can take the shared side ([`Mode::Shared`] in
+    /// [`ExternalTarget::mode`]): many holders at once, none exclusive. The default is
+    /// `false`: `lock(name).shared(true).external(true)` then fails with [`Error::Backend`]
+    /// saying so, rather than locking exclusively.
+    fn supports_shared(&self) -> bool {
+        false
     }
 
     /// What this backend locks, for messages: e.g. its server's URL without the password.

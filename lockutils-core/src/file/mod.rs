@@ -55,14 +55,7 @@ pub use limits::MAX_KEPT_DESCRIPTORS;
 use limits::retry_if_out_of_descriptors;
 pub(crate) use limits::{kept_descriptor_limit, set_idle_closer};
 
-/// Which side of a file lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Mode {
-    /// Many holders at once (a read lock).
-    Shared,
-    /// One holder (a write lock).
-    Exclusive,
-}
+pub(crate) use crate::queue::Mode;
 
 /// oslo's default `delay`: the longest pause between two tries of a timed external wait.
 pub const DEFAULT_DELAY: Duration = Duration::from_millis(10);

@@ -11,7 +11,7 @@ use crate::config::process_locking_disabled;
 use crate::error::Error;
 use crate::fair::FairLocks;
 use crate::file::DEFAULT_DELAY;
-use crate::queue::{Acquire, AcquireUntil, Wait};
+use crate::queue::{Acquire, AcquireUntil, Mode, Wait};
 use crate::registry::Taken;
 use crate::rwlock::ReaderWriterLock;
 use crate::semaphore::{NamedSemaphore, Semaphore, Semaphores};
@@ -53,6 +53,7 @@ pub fn lock(name: &str) -> LockBuilder<'_> {
         blocking: true,
         timeout: None,
         fair: false,
+        shared: false,
         semaphores: None,
         fair_locks: None,
         do_log: true,
@@ -76,6 +77,7 @@ pub struct LockBuilder<'a> {
     pub(super) blocking: bool,
     pub(super) timeout: Option<Duration>,
     pub(super) fair: bool,
+    pub(super) shared: bool,
     pub(super) semaphores: Option<&'a Semaphores>,
     pub(super) fair_locks: Option<&'a FairLocks>,
     pub(super) do_log: bool,
@@ -160,6 +162,32 @@ impl<'a> LockBuilder<'a> {
         self
     }
 
+    /// Whether to take the shared side of this name (default `false`): any number of shared
+    /// holders run together, and exclude the exclusive holders of the name's fair lock. It is
+    /// the read side of the name's [fair lock](Self::fair) (so, like the fair lock, it is
+    /// distinct from the default non-fair lock of the name, as in oslo), and, with
+    /// [`external(true)`](Self::external), the shared side of the external lock too: a read
+    /// lock on the lock file (as fasteners' `InterProcessReaderWriterLock` takes), or a
+    /// shared lock on a server. A backend that cannot share makes the acquire fail with
+    /// [`Error::Backend`] saying so; it never locks exclusively instead.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let shared = || lockutils::lock("table").shared(true).external(true).lock_path(dir.path());
+    /// let one = shared().acquire()?;
+    /// // Another thread shares it at once:
+    /// std::thread::scope(|s| s.spawn(|| shared().blocking(false).acquire().map(drop)).join())
+    ///     .unwrap()?;
+    /// // The exclusive side waits for the shared holders:
+    /// assert!(lockutils::lock("table").fair(true).blocking(false).acquire().is_err());
+    /// drop(one);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
     /// Takes the (non-fair) lock from this container instead of [`Semaphores::global`].
     ///
     /// A container is a namespace: the same name in two containers is two locks. Combined with
@@ -200,7 +228,12 @@ impl<'a> LockBuilder<'a> {
         }
         // The common case, small enough to inline at the call site: the global semaphore of
         // `name`, free. Everything else (waiting, containers, fair, external) is out of line.
-        if !self.fair && !self.external && self.semaphores.is_none() && self.site.is_none() {
+        if !self.fair
+            && !self.shared
+            && !self.external
+            && self.semaphores.is_none()
+            && self.site.is_none()
+        {
             match Semaphores::global()
                 .registry()
                 .take(name, |sem| sem.try_acquire_uncontended())
@@ -230,11 +263,24 @@ impl<'a> LockBuilder<'a> {
             prefix: self.prefix,
             lock_path: self.lock_path,
             delay: self.delay,
+            mode: if self.shared {
+                Mode::Shared
+            } else {
+                Mode::Exclusive
+            },
         };
         let backend = match self.backend {
             Some(backend) => backend,
             None => external_backend(self.name)?,
         };
+        if self.shared && !backend.supports_shared() {
+            return Err(Error::backend(
+                self.name,
+                backend.describe(),
+                "this backend cannot take shared locks: take the lock exclusively (without \
+                 shared(true)), or use a backend that can share (lock files, PostgreSQL)",
+            ));
+        }
         Ok((target, backend))
     }
 
@@ -245,15 +291,20 @@ impl<'a> LockBuilder<'a> {
         let name = self.name;
         let wait = Wait::new(self.blocking, self.timeout);
         let deadline = wait.deadline();
-        let held = if self.fair {
+        let held = if self.fair || self.shared {
             if self.semaphores.is_some() {
                 return Err(Error::InvalidOptions {
                     name: name.to_owned(),
-                    reason: "a fair lock cannot come from a Semaphores container; \
+                    reason: "a fair or shared lock cannot come from a Semaphores container; \
                              pass a FairLocks container with .fair_locks() instead",
                 });
             }
-            Held::Fair(take_fair(name, self.fair_locks, self.site, wait)?)
+            let lock = take_fair(name, self.fair_locks, self.site, self.shared, wait)?;
+            if self.shared {
+                Held::Shared(lock)
+            } else {
+                Held::Fair(lock)
+            }
         } else {
             Held::Semaphore(Some(take_semaphore(
                 name,
@@ -335,14 +386,27 @@ impl LockBuilder<'_> {
 
     /// The lock this builder names, looked up in its container.
     pub(crate) fn resolve(&self) -> Result<AsyncHeld, Error> {
-        if self.fair && self.semaphores.is_some() {
+        if (self.fair || self.shared) && self.semaphores.is_some() {
             return Err(Error::InvalidOptions {
                 name: self.name.to_owned(),
-                reason: "a fair lock cannot come from a Semaphores container; \
+                reason: "a fair or shared lock cannot come from a Semaphores container; \
                          pass a FairLocks container with .fair_locks() instead",
             });
         }
-        Ok(if self.fair {
+        if self.shared && self.external {
+            return Err(Error::InvalidOptions {
+                name: self.name.to_owned(),
+                reason: "a shared external lock cannot be awaited yet: take it with acquire() \
+                         on a blocking thread, or await the in-process shared lock alone",
+            });
+        }
+        Ok(if self.shared {
+            AsyncHeld::Shared(
+                self.fair_locks
+                    .unwrap_or(FairLocks::global())
+                    .get(self.name),
+            )
+        } else if self.fair {
             AsyncHeld::Fair(
                 self.fair_locks
                     .unwrap_or(FairLocks::global())
@@ -415,6 +479,7 @@ impl fmt::Debug for LockBuilder<'_> {
             .field("blocking", &self.blocking)
             .field("timeout", &self.timeout)
             .field("fair", &self.fair)
+            .field("shared", &self.shared)
             .field(
                 "own_container",
                 &(self.semaphores.is_some() || self.fair_locks.is_some()),
@@ -473,6 +538,7 @@ fn take_fair(
     name: &str,
     container: Option<&FairLocks>,
     site: Option<&'static StaticLock>,
+    shared: bool,
     wait: Wait,
 ) -> Result<Taken<ReaderWriterLock>, Error> {
     let lock = match (container, site) {
@@ -482,6 +548,10 @@ fn take_fair(
         }
         (None, None) => Taken::Handle(FairLocks::global().get(name)),
     };
-    lock.write_with(wait)?;
+    if shared {
+        lock.read_with(wait)?;
+    } else {
+        lock.write_with(wait)?;
+    }
     Ok(lock)
 }

@@ -20,6 +20,8 @@ pub(crate) enum AsyncHeld {
     Semaphore(NamedSemaphore),
     /// All permits: the write side, held by a task.
     Fair(FairLock),
+    /// One permit: the read side of the name's fair lock, held by a task.
+    Shared(FairLock),
 }
 
 impl AsyncHeld {
@@ -27,7 +29,7 @@ impl AsyncHeld {
     pub(crate) fn id(&self) -> usize {
         match self {
             AsyncHeld::Semaphore(sem) => sem.addr(),
-            AsyncHeld::Fair(lock) => lock.addr(),
+            AsyncHeld::Fair(lock) | AsyncHeld::Shared(lock) => lock.addr(),
         }
     }
 
@@ -35,20 +37,21 @@ impl AsyncHeld {
         match self {
             AsyncHeld::Semaphore(sem) => (sem.raw(), 1),
             AsyncHeld::Fair(lock) => (lock.raw(), MAX_PERMITS),
+            AsyncHeld::Shared(lock) => (lock.raw(), 1),
         }
     }
 
     fn name(&self) -> &str {
         match self {
             AsyncHeld::Semaphore(sem) => sem.name(),
-            AsyncHeld::Fair(lock) => lock.name(),
+            AsyncHeld::Fair(lock) | AsyncHeld::Shared(lock) => lock.name(),
         }
     }
 
     pub(super) fn external(&self) -> &parking_lot::Mutex<crate::backend::ExternalCache> {
         match self {
             AsyncHeld::Semaphore(sem) => sem.extra(),
-            AsyncHeld::Fair(lock) => lock.extra(),
+            AsyncHeld::Fair(lock) | AsyncHeld::Shared(lock) => lock.extra(),
         }
     }
 }
@@ -119,13 +122,15 @@ pub(crate) enum Held {
     Semaphore(Option<Taken<Semaphore>>),
     /// Never `Taken::Pinned` (see `take_fair`).
     Fair(Taken<ReaderWriterLock>),
+    /// The read side of the name's fair lock, one level, taken by this thread.
+    Shared(Taken<ReaderWriterLock>),
 }
 
 impl Held {
     pub(super) fn external(&self) -> &parking_lot::Mutex<crate::backend::ExternalCache> {
         match self {
             Held::Semaphore(sem) => sem.as_ref().expect("held until drop").extra(),
-            Held::Fair(lock) => lock.extra(),
+            Held::Fair(lock) | Held::Shared(lock) => lock.extra(),
         }
     }
 }
@@ -159,13 +164,19 @@ impl LockGuard {
     pub fn name(&self) -> &str {
         match &self.held {
             Held::Semaphore(sem) => sem.as_ref().expect("held until drop").name(),
-            Held::Fair(lock) => lock.name(),
+            Held::Fair(lock) | Held::Shared(lock) => lock.name(),
         }
     }
 
     /// Whether this is a fair lock.
     pub fn is_fair(&self) -> bool {
         matches!(self.held, Held::Fair(_))
+    }
+
+    /// Whether this is the shared side of the name (see
+    /// [`LockBuilder::shared`](crate::LockBuilder::shared)).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.held, Held::Shared(_))
     }
 
     /// Whether an external (inter-process) lock is held too.
@@ -295,6 +306,10 @@ impl Drop for Held {
                 // The guard took one level of the write side on this thread (it is not Send),
                 // so this cannot fail unless that level was released by hand.
                 let _ = lock.release_write();
+            }
+            Held::Shared(lock) => {
+                // One level of the read side, taken by this thread (the guard is not Send).
+                let _ = lock.release_read();
             }
         }
     }
