@@ -24,15 +24,33 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::file::{DEFAULT_DELAY, Dir, LockFile, Mode};
+use crate::file::{DEFAULT_DELAY, Dir, HeldFile, LockFile, Mode};
 use crate::queue::Wait;
 use crate::timer::Deadline;
 
-/// A lock file as its users keep it: the path and the open file (kept between uses).
+/// A lock file as its users keep it: the path, the open file kept between uses, and the
+/// held file while the lock is held.
 #[derive(Default)]
 pub(crate) struct FileSlot {
     pub(crate) path: PathBuf,
-    pub(crate) file: Option<LockFile>,
+    /// The open file between uses (unlocked).
+    pub(crate) kept: Option<LockFile>,
+    /// The file while its lock is held.
+    pub(crate) held: Option<HeldFile>,
+}
+
+impl FileSlot {
+    /// Releases the held file, if any, keeping its descriptor for the next use. Errors name
+    /// lock `name` (the descriptor is then closed, which releases the lock).
+    pub(crate) fn release(&mut self, name: &str) -> Result<(), Error> {
+        match self.held.take() {
+            Some(held) => {
+                self.kept = Some(held.release(name)?);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// Whether lock files are awaited through helper threads. They need locks owned by the open
@@ -51,7 +69,7 @@ fn try_slot(
     pause: Duration,
 ) -> Result<bool, Error> {
     match LockFile::acquire(
-        &mut slot.file,
+        &mut slot.kept,
         dir,
         name,
         &slot.path,
@@ -59,7 +77,10 @@ fn try_slot(
         Wait::Never,
         pause,
     ) {
-        Ok(()) => Ok(true),
+        Ok(held) => {
+            slot.held = Some(held);
+            Ok(true)
+        }
         Err(e) if e.is_acquire_failed() => Ok(false),
         Err(e) => Err(e),
     }
@@ -154,8 +175,8 @@ pub(crate) async fn lock_async<X>(
         match delivered {
             // The helper had been abandoned and ended: start over.
             None => continue,
-            Some(Ok(file)) => {
-                slot.file = Some(file);
+            Some(Ok(held)) => {
+                slot.held = Some(held);
                 return Ok(());
             }
             Some(Err(e)) => return Err(e),
@@ -218,7 +239,7 @@ pub(crate) struct FileWaiter {
 
 struct State {
     /// The locked file (or why not), until a task takes it.
-    outcome: Option<Result<LockFile, Error>>,
+    outcome: Option<Result<HeldFile, Error>>,
     waker: Option<Waker>,
     /// Whether a task still wants the lock.
     wanted: bool,
@@ -255,30 +276,23 @@ impl FileWaiter {
     }
 
     fn run(&self, name: &str, path: PathBuf, mut dir: Option<Dir>) {
-        let mut slot = None;
         let result = LockFile::acquire(
-            &mut slot,
+            &mut None,
             &mut dir,
             name,
             &path,
             self.mode,
             Wait::Forever,
             DEFAULT_DELAY,
-        )
-        .map(|()| {
-            slot.take()
-                .expect("a locked file after a successful acquire")
-        });
+        );
         let mut state = self.state.lock();
         state.finished = true;
         let waker = if state.wanted {
             state.outcome = Some(result);
             state.waker.take()
         } else {
-            if let Ok(file) = result {
-                // Abandoned: nobody wants the lock any more. (Closing would release it too.)
-                let _ = file.unlock();
-            }
+            // Abandoned: nobody wants the lock any more; dropping the held file unlocks it.
+            drop(result);
             None
         };
         drop(state);
@@ -291,7 +305,7 @@ impl FileWaiter {
 
     /// The locked file once the helper has it; `Ready(None)` if the helper ended without
     /// delivering (it had been abandoned), so a new one is needed.
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<Result<LockFile, Error>>> {
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<Result<HeldFile, Error>>> {
         let mut state = self.state.lock();
         state.wanted = true;
         if let Some(outcome) = state.outcome.take() {
@@ -309,9 +323,8 @@ impl FileWaiter {
         let mut state = self.state.lock();
         state.wanted = false;
         state.waker = None;
-        if let Some(Ok(file)) = state.outcome.take() {
-            let _ = file.unlock();
-        }
+        // A file delivered meanwhile is unlocked as it drops.
+        drop(state.outcome.take());
     }
 }
 
@@ -329,7 +342,7 @@ impl WaitForFile {
 }
 
 impl Future for WaitForFile {
-    type Output = Option<Result<LockFile, Error>>;
+    type Output = Option<Result<HeldFile, Error>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let helper = self.helper.as_ref().expect("polled after completion");

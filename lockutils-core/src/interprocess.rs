@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::error::Error;
-use crate::file::{DEFAULT_DELAY, LockFile, Mode, unlock_slot};
+use crate::file::{DEFAULT_DELAY, HeldFile, LockFile, Mode};
 use crate::file_wait::{FileSlot, lock_async};
 use crate::queue::{Acquire, AcquireUntil, MAX_PERMITS, RawSemaphore, Wait};
 
@@ -69,8 +69,9 @@ impl GatedFile {
 
     /// Locks the file in `mode` with what is left of `wait`.
     fn lock_file(&self, mode: Mode, wait: Wait, deadline: Option<Instant>) -> Result<(), Error> {
-        LockFile::acquire(
-            &mut self.slot.lock().file,
+        let mut slot = self.slot.lock();
+        let held = LockFile::acquire(
+            &mut slot.kept,
             &mut None,
             &self.name,
             &self.path,
@@ -78,7 +79,9 @@ impl GatedFile {
             wait.remaining(deadline),
             DEFAULT_DELAY,
         )
-        .map_err(|e| e.with_waited(wait))
+        .map_err(|e| e.with_waited(wait))?;
+        slot.held = Some(held);
+        Ok(())
     }
 
     /// [`acquire`](Self::acquire) for an async task: neither the gate nor the file blocks
@@ -131,7 +134,7 @@ impl GatedFile {
 
     /// Unlocks the file, then gives back the gate's `permits`.
     fn release(&self, permits: usize) -> Result<(), Error> {
-        let result = unlock_slot(&mut self.slot.lock().file, &self.name);
+        let result = self.slot.lock().release(&self.name);
         self.gate.release(permits);
         result
     }
@@ -425,7 +428,7 @@ impl Drop for InterProcessReadGuard<'_> {
         let mut readers = self.lock.readers.lock();
         *readers -= 1;
         if *readers == 0 {
-            let _ = unlock_slot(&mut inner.slot.lock().file, &inner.name);
+            let _ = inner.slot.lock().release(&inner.name);
         }
         drop(readers);
         inner.gate.release(1);
@@ -443,9 +446,9 @@ impl InterProcessReadGuard<'_> {
             .inner
             .slot
             .lock()
-            .file
+            .held
             .as_ref()
-            .map(LockFile::raw_fd);
+            .map(HeldFile::raw_fd);
         match fd {
             Some(fd) => {
                 crate::file::inherit_descriptor(command, fd);

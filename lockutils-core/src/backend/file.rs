@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use super::{AcquireFuture, ExternalBackend, ExternalCache, ExternalTarget};
 use crate::config::lock_file_path;
 use crate::error::Error;
-use crate::file::{LockFile, unlock_slot};
+use crate::file::{HeldFile, LockFile};
 use crate::file_wait::{FileSlot, lock_async};
 use crate::queue::Wait;
 
@@ -27,24 +27,26 @@ impl ExternalBackend for FileBackend {
     ) -> Result<(), Error> {
         let state = cache.get_or_insert_with(FileState::new);
         state.update(target)?;
-        LockFile::acquire(
-            &mut state.slot.file,
+        let held = LockFile::acquire(
+            &mut state.slot.kept,
             &mut None,
             target.name,
             &state.slot.path,
             target.mode,
             wait,
             target.delay,
-        )
+        )?;
+        state.slot.held = Some(held);
+        Ok(())
     }
 
     fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error> {
         let state = cache.get_or_insert_with(FileState::new);
-        let result = unlock_slot(&mut state.slot.file, name);
+        let result = state.slot.release(name);
         // Descriptors are kept for speed, but not without bound: names used once each must
         // not exhaust the process's descriptor limit before the registry sweeps them.
         if LockFile::open_count() > crate::file::kept_descriptor_limit() {
-            state.slot.file = None;
+            state.slot.kept = None;
         }
         result
     }
@@ -52,7 +54,7 @@ impl ExternalBackend for FileBackend {
     fn holds(&self, target: &ExternalTarget<'_>, cache: &mut ExternalCache) -> Result<bool, Error> {
         let state = cache.get_or_insert_with(FileState::new);
         let path = lock_file_path(target.name, target.prefix, target.lock_path)?;
-        Ok(state.slot.file.as_ref().is_some_and(|f| f.path() == path))
+        Ok(state.slot.held.as_ref().is_some_and(|f| f.path() == path))
     }
 
     fn acquire_async<'a>(
@@ -111,8 +113,8 @@ pub(crate) fn held_file_descriptor(cache: &mut ExternalCache) -> Option<std::os:
         .state
         .as_ref()
         .and_then(|s| s.downcast_ref::<FileState>())
-        .and_then(|state| state.slot.file.as_ref())
-        .map(LockFile::raw_fd)
+        .and_then(|state| state.slot.held.as_ref())
+        .map(HeldFile::raw_fd)
 }
 
 /// Closes the lock file descriptors kept by names nobody holds (in the process-wide
@@ -132,7 +134,7 @@ fn close_idle_descriptors() -> usize {
             .state
             .as_mut()
             .and_then(|s| s.downcast_mut::<FileState>())
-            && state.slot.file.take().is_some()
+            && state.slot.kept.take().is_some()
         {
             closed += 1;
         }
@@ -196,9 +198,9 @@ pub(crate) fn remove_held_lock_file(
         .state
         .as_ref()
         .and_then(|s| s.downcast_ref::<FileState>())
-        .and_then(|state| state.slot.file.as_ref())
+        .and_then(|state| state.slot.held.as_ref())
     {
-        Some(file) => file.remove(name),
+        Some(held) => held.remove(name),
         None => crate::file::remove_unheld(name, path),
     }
 }

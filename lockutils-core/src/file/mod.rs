@@ -162,8 +162,8 @@ impl LockFile {
     }
 
     /// Takes the lock as `wait` allows, reopening the path if the file was deleted or
-    /// replaced. `slot` holds the open file (reused if it is for `path`); on success it holds
-    /// the locked file. `dir` is the directory of `path` as this operation opened it (opened
+    /// replaced. `slot` holds the kept open file (reused if it is for `path`); on success the
+    /// file moves out of it into the returned [`HeldFile`]. `dir` is the directory of `path` as this operation opened it (opened
     /// here when first needed, and kept for the operation's later calls). `pause` is the
     /// longest pause between two tries of a timed wait.
     pub(crate) fn acquire(
@@ -174,7 +174,7 @@ impl LockFile {
         mode: Mode,
         wait: Wait,
         pause: Duration,
-    ) -> Result<(), Error> {
+    ) -> Result<HeldFile, Error> {
         let deadline = wait.deadline();
         // A kept descriptor of another path, or inherited through fork(), is closed. (Closing
         // an inherited copy leaves the parent's lock alone: the parent keeps its descriptor.)
@@ -215,7 +215,10 @@ impl LockFile {
                 _ => file.is_linked(),
             };
             match valid {
-                Ok(true) => return Ok(()),
+                Ok(true) => {
+                    let file = slot.take().expect("the file just locked");
+                    return Ok(HeldFile { file: Some(file) });
+                }
                 // Deleted or replaced while we waited (or while the descriptor sat cached):
                 // this lock guards nothing. Let it go and lock what the path names now.
                 Ok(false) => {
@@ -287,7 +290,7 @@ impl LockFile {
     /// Deletes this lock file, which must be held: through its directory opened anew, and
     /// only if the name there is still this file and the file is empty (lock files are
     /// never written). A missing file is fine. Errors name the lock `name`.
-    pub(crate) fn remove(&self, name: &str) -> Result<(), Error> {
+    fn remove(&self, name: &str) -> Result<(), Error> {
         let dir = Dir::for_lock_file_existing(name, &self.path)?;
         let Some(dir) = dir else { return Ok(()) };
         let file_name = lock_file_name_of(name, &self.path)?;
@@ -393,20 +396,57 @@ fn open_error(name: &str, path: &Path, e: io::Error) -> Error {
     Error::io(name, path.to_owned(), "open lock file", e)
 }
 
-/// Unlocks the file that `slot` holds, if any. If unlocking fails, the file is closed,
-/// which releases the lock for sure, and the error is returned.
-pub(crate) fn unlock_slot(slot: &mut Option<LockFile>, name: &str) -> Result<(), Error> {
-    let Some(file) = slot else { return Ok(()) };
-    match file.unlock() {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let path = file.path().to_owned();
-            // If unlocking failed, closing the descriptor releases the lock for sure.
-            *slot = None;
-            Err(Error::io(name, path, "unlock", e))
+/// A lock file whose lock this process holds: so long as it exists, the lock is held.
+/// Dropping it unlocks; [`release`](Self::release) unlocks and hands the descriptor back for
+/// keeping. Deleting the lock file is [`remove`](Self::remove), which needs the lock held.
+#[must_use = "the lock file is unlocked as soon as this is dropped"]
+#[clippy::has_significant_drop]
+#[derive(Debug)]
+pub(crate) struct HeldFile {
+    /// Always `Some` until `release` or `drop` takes it.
+    file: Option<LockFile>,
+}
+
+impl HeldFile {
+    fn file(&self) -> &LockFile {
+        self.file.as_ref().expect("held until released")
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.file().path()
+    }
+
+    /// The descriptor that holds the lock.
+    #[cfg(unix)]
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file().raw_fd()
+    }
+
+    /// Deletes the lock file while the lock is held: see [`LockFile::remove`].
+    pub(crate) fn remove(&self, name: &str) -> Result<(), Error> {
+        self.file().remove(name)
+    }
+
+    /// Unlocks, and hands the open file back for keeping. If unlocking fails, the file is
+    /// closed (which releases the lock for sure) and the error, naming lock `name`, returned.
+    pub(crate) fn release(mut self, name: &str) -> Result<LockFile, Error> {
+        let file = self.file.take().expect("held until released");
+        match file.unlock() {
+            Ok(()) => Ok(file),
+            Err(e) => Err(Error::io(name, file.path().to_owned(), "unlock", e)),
         }
     }
 }
+
+impl Drop for HeldFile {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            // Unlocked here, or else released when the descriptor closes right after.
+            let _ = file.unlock();
+        }
+    }
+}
+
 
 /// Makes the process `command` starts inherit the descriptor `fd` (which stays open here):
 /// its close-on-exec flag is cleared in the child, between `fork` and `exec`.
@@ -487,7 +527,7 @@ mod os {
 
         /// Unlocks, unless this descriptor was inherited through `fork()`: its lock is the
         /// parent's (one open file description), and only the parent may let it go.
-        pub(crate) fn unlock(&self) -> io::Result<()> {
+        pub(in crate::file) fn unlock(&self) -> io::Result<()> {
             if !self.is_own() {
                 return Ok(());
             }
@@ -523,7 +563,7 @@ mod os {
             }
         }
 
-        pub(crate) fn unlock(&self) -> io::Result<()> {
+        pub(in crate::file) fn unlock(&self) -> io::Result<()> {
             self.file.unlock()
         }
     }
