@@ -192,7 +192,7 @@ pub const MAX_IDLE: usize = 16;
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The shared (read) or exclusive (write) side of an advisory lock: lockutils' one
-/// [`Mode`](lockutils_core::Mode) (`pg_advisory_lock_shared` or `pg_advisory_lock`).
+/// [`Mode`] (`pg_advisory_lock_shared` or `pg_advisory_lock`).
 pub use lockutils_core::Mode;
 
 /// Registers this backend for `postgres://` and `postgresql://` URLs, so that a
