@@ -447,7 +447,6 @@ impl Drop for HeldFile {
     }
 }
 
-
 /// Makes the process `command` starts inherit the descriptor `fd` (which stays open here):
 /// its close-on-exec flag is cleared in the child, between `fork` and `exec`.
 #[cfg(unix)]
