@@ -291,20 +291,13 @@ impl<'a> LockBuilder<'a> {
         let name = self.name;
         let wait = Wait::new(self.blocking, self.timeout);
         let deadline = wait.deadline();
-        let held = if self.fair || self.shared {
-            if self.semaphores.is_some() {
-                return Err(Error::InvalidOptions {
-                    name: name.to_owned(),
-                    reason: "a fair or shared lock cannot come from a Semaphores container; \
-                             pass a FairLocks container with .fair_locks() instead",
-                });
-            }
-            let lock = take_fair(name, self.fair_locks, self.site, self.shared, wait)?;
-            if self.shared {
-                Held::Shared(lock)
-            } else {
-                Held::Fair(lock)
-            }
+        if (self.fair || self.shared) && self.semaphores.is_some() {
+            return Err(fair_from_semaphores(name));
+        }
+        let held = if self.shared {
+            Held::Shared(take_shared(name, self.fair_locks, self.site, wait)?)
+        } else if self.fair {
+            Held::Fair(take_fair(name, self.fair_locks, self.site, wait)?)
         } else {
             Held::Semaphore(Some(take_semaphore(
                 name,
@@ -530,6 +523,16 @@ fn take_semaphore(
     }
 }
 
+/// The error of a fair or shared lock asked of a `Semaphores` container.
+#[cold]
+fn fair_from_semaphores(name: &str) -> Error {
+    Error::InvalidOptions {
+        name: name.to_owned(),
+        reason: "a fair or shared lock cannot come from a Semaphores container; \
+                 pass a FairLocks container with .fair_locks() instead",
+    }
+}
+
 /// Takes the write side of the fair lock for `name`. Never pinned: a level of the write
 /// side can be released by hand (`release_write`), so holding it does not prove that this
 /// guard's level keeps the entry.
@@ -538,20 +541,40 @@ fn take_fair(
     name: &str,
     container: Option<&FairLocks>,
     site: Option<&'static StaticLock>,
-    shared: bool,
     wait: Wait,
 ) -> Result<Taken<ReaderWriterLock>, Error> {
-    let lock = match (container, site) {
+    let lock = fair_entry(name, container, site);
+    lock.write_with(wait)?;
+    Ok(lock)
+}
+
+/// Takes one level of the read side of the fair lock for `name` (a shared lock). Out of
+/// line, so that the fair lock's own path stays as small as it was.
+#[inline(never)]
+fn take_shared(
+    name: &str,
+    container: Option<&FairLocks>,
+    site: Option<&'static StaticLock>,
+    wait: Wait,
+) -> Result<Taken<ReaderWriterLock>, Error> {
+    let lock = fair_entry(name, container, site);
+    lock.read_with(wait)?;
+    Ok(lock)
+}
+
+/// The fair lock of `name`: from `container`, the static site's kept handle, or the global
+/// registry.
+#[inline]
+fn fair_entry(
+    name: &str,
+    container: Option<&FairLocks>,
+    site: Option<&'static StaticLock>,
+) -> Taken<ReaderWriterLock> {
+    match (container, site) {
         (Some(container), _) => Taken::Handle(container.get(name)),
         (None, Some(site)) => {
             Taken::Static(site.fair.get_or_init(|| FairLocks::global().get(site.name)))
         }
         (None, None) => Taken::Handle(FairLocks::global().get(name)),
-    };
-    if shared {
-        lock.read_with(wait)?;
-    } else {
-        lock.write_with(wait)?;
     }
-    Ok(lock)
 }

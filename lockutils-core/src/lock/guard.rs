@@ -307,10 +307,7 @@ impl Drop for Held {
                 // so this cannot fail unless that level was released by hand.
                 let _ = lock.release_write();
             }
-            Held::Shared(lock) => {
-                // One level of the read side, taken by this thread (the guard is not Send).
-                let _ = lock.release_read();
-            }
+            Held::Shared(lock) => release_shared(lock),
         }
     }
 }
@@ -323,4 +320,11 @@ impl fmt::Debug for LockGuard {
             .field("external", &self.is_external())
             .finish()
     }
+}
+
+/// Gives back one level of the read side that a shared guard took on this thread (the guard
+/// is not Send). Out of line: the other locks' release stays small.
+#[inline(never)]
+fn release_shared(lock: &Taken<ReaderWriterLock>) {
+    let _ = lock.release_read();
 }
