@@ -3,7 +3,7 @@
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
+use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 /// The options, in the order the docs list them.
 const OPTIONS: &[&str] = &[
@@ -41,20 +41,10 @@ pub(crate) enum OnLockError {
     Return,
 }
 
-/// Parsed `#[synchronized(...)]` arguments.
+/// Parsed `#[synchronized(...)]` arguments: the lock name, then the options.
 pub(crate) struct Args {
     pub name: Name,
-    pub external: Option<Expr>,
-    /// The key as written (`prefix` or `lock_file_prefix`) and the value.
-    pub prefix: Option<(Ident, Expr)>,
-    pub lock_path: Option<Expr>,
-    pub semaphores: Option<Expr>,
-    pub fair: Option<Expr>,
-    pub shared: Option<Expr>,
-    pub blocking: Option<(Ident, Expr)>,
-    pub timeout: Option<(Ident, DurationArg)>,
-    pub delay: Option<DurationArg>,
-    pub on_lock_error: Option<(Ident, OnLockError)>,
+    pub options: Options,
 }
 
 impl Parse for Args {
@@ -97,7 +87,7 @@ impl Parse for Args {
                 "missing the lock name: #[synchronized(\"name\")] or #[synchronized(expression)]",
             )
         })?;
-        options.finish(name)
+        Ok(Args { name, options })
     }
 }
 
@@ -114,19 +104,23 @@ fn lock_name(expr: Expr) -> syn::Result<Name> {
     }
 }
 
+/// The options, each as written (`key = value`), in one place: parsed by [`Options::set`],
+/// read by the expansion.
 #[derive(Default)]
-struct Options {
+pub(crate) struct Options {
+    /// The first option's key (errors about the name's position point at it).
     first: Option<Ident>,
-    external: Option<Expr>,
-    prefix: Option<(Ident, Expr)>,
-    lock_path: Option<Expr>,
-    semaphores: Option<Expr>,
-    fair: Option<Expr>,
-    shared: Option<Expr>,
-    blocking: Option<(Ident, Expr)>,
-    timeout: Option<(Ident, DurationArg)>,
-    delay: Option<DurationArg>,
-    on_lock_error: Option<(Ident, OnLockError)>,
+    pub external: Option<Expr>,
+    /// The key as written (`prefix` or `lock_file_prefix`) and the value.
+    pub prefix: Option<(Ident, Expr)>,
+    pub lock_path: Option<Expr>,
+    pub semaphores: Option<Expr>,
+    pub fair: Option<Expr>,
+    pub shared: Option<Expr>,
+    pub blocking: Option<(Ident, Expr)>,
+    pub timeout: Option<(Ident, DurationArg)>,
+    pub delay: Option<DurationArg>,
+    pub on_lock_error: Option<(Ident, OnLockError)>,
 }
 
 impl Options {
@@ -163,22 +157,6 @@ impl Options {
         }
         self.first.get_or_insert(key);
         Ok(())
-    }
-
-    fn finish(self, name: Name) -> syn::Result<Args> {
-        Ok(Args {
-            name,
-            external: self.external,
-            prefix: self.prefix,
-            lock_path: self.lock_path,
-            semaphores: self.semaphores,
-            fair: self.fair,
-            shared: self.shared,
-            blocking: self.blocking,
-            timeout: self.timeout,
-            delay: self.delay,
-            on_lock_error: self.on_lock_error,
-        })
     }
 }
 
@@ -287,6 +265,34 @@ fn duration_arg(value: Expr) -> syn::Result<DurationArg> {
             "expected a duration: a string such as \"250ms\", \"5s\" or \"1m30s\", \
              or a `std::time::Duration` expression",
         )),
+    }
+}
+
+/// `synchronized_with_prefix!(macro_name, "prefix")`, with the attributes (docs,
+/// `#[macro_export]`) of the macro it makes.
+pub(crate) struct WithPrefix {
+    pub attrs: Vec<Attribute>,
+    pub name: Ident,
+    pub prefix: LitStr,
+}
+
+impl Parse for WithPrefix {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let name: Ident = input.parse()?;
+        input.parse::<Token![,]>()?;
+        let prefix: LitStr = input.parse()?;
+        if input.peek(Token![,]) {
+            input.parse::<Token![,]>()?;
+        }
+        if !input.is_empty() {
+            return Err(input.error("expected `synchronized_with_prefix!(macro_name, \"prefix\")`"));
+        }
+        Ok(Self {
+            attrs,
+            name,
+            prefix,
+        })
     }
 }
 

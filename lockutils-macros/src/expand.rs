@@ -47,7 +47,7 @@ pub(crate) fn expand(
     }
     let is_async = function.sig.asyncness.is_some();
     let failure = Failure::choose(&args, &function.sig.output)?;
-    if let (Some(bound), Some((key, _))) = (&bound_prefix, &args.prefix) {
+    if let (Some(bound), Some((key, _))) = (&bound_prefix, &args.options.prefix) {
         return Err(syn::Error::new(
             key.span(),
             format!(
@@ -147,7 +147,7 @@ enum Failure {
 
 impl Failure {
     fn choose(args: &Args, output: &ReturnType) -> syn::Result<Self> {
-        if let Some((key, on)) = &args.on_lock_error {
+        if let Some((key, on)) = &args.options.on_lock_error {
             return match on {
                 OnLockError::Panic => Ok(Self::Panic),
                 OnLockError::Return if matches!(output, ReturnType::Default) => Err(needs_result(
@@ -159,7 +159,7 @@ impl Failure {
             };
         }
         // Options that make not getting the lock a normal outcome need a `Result`.
-        let may_fail = match &args.blocking {
+        let may_fail = match &args.options.blocking {
             Some((key, value)) => {
                 let always_blocks = matches!(
                     value,
@@ -170,7 +170,8 @@ impl Failure {
             None => None,
         }
         .or_else(|| {
-            args.timeout
+            args.options
+                .timeout
                 .as_ref()
                 .map(|(key, _)| (key, "`timeout`", "a lock it does not get in time"))
         });
@@ -299,15 +300,15 @@ fn fast_path(args: &Args, bound_prefix: Option<&LitStr>) -> Option<TokenStream> 
         return None;
     };
     let no_options = bound_prefix.is_none()
-        && args.external.is_none()
-        && args.prefix.is_none()
-        && args.lock_path.is_none()
-        && args.semaphores.is_none()
-        && args.fair.is_none()
-        && args.shared.is_none()
-        && args.blocking.is_none()
-        && args.timeout.is_none()
-        && args.delay.is_none();
+        && args.options.external.is_none()
+        && args.options.prefix.is_none()
+        && args.options.lock_path.is_none()
+        && args.options.semaphores.is_none()
+        && args.options.fair.is_none()
+        && args.options.shared.is_none()
+        && args.options.blocking.is_none()
+        && args.options.timeout.is_none()
+        && args.options.delay.is_none();
     no_options.then(|| static_site(lit))
 }
 
@@ -334,36 +335,36 @@ fn builder(args: &Args, bound_prefix: Option<&LitStr>) -> TokenStream {
         },
     };
     let mut option = |tokens: TokenStream| builder = quote! { #builder #tokens };
-    if let Some(e) = &args.external {
+    if let Some(e) = &args.options.external {
         option(quote_spanned! {e.span()=> .external(#e) });
     }
     if let Some(prefix) = bound_prefix {
         option(quote! { .prefix(#prefix) });
     }
-    if let Some((_, e)) = &args.prefix {
+    if let Some((_, e)) = &args.options.prefix {
         option(quote_spanned! {e.span()=> .prefix(::core::convert::AsRef::<str>::as_ref(&(#e))) });
     }
-    if let Some(e) = &args.lock_path {
+    if let Some(e) = &args.options.lock_path {
         option(quote_spanned! {e.span()=> .lock_path(&(#e)) });
     }
-    if let Some(e) = &args.semaphores {
+    if let Some(e) = &args.options.semaphores {
         // Deref coercion accepts a container, a reference, a `LazyLock` or an `Arc` of one.
         option(quote_spanned! {e.span()=> .semaphores(&(#e)) });
     }
-    if let Some(e) = &args.fair {
+    if let Some(e) = &args.options.fair {
         option(quote_spanned! {e.span()=> .fair(#e) });
     }
-    if let Some(e) = &args.shared {
+    if let Some(e) = &args.options.shared {
         option(quote_spanned! {e.span()=> .shared(#e) });
     }
-    if let Some((_, e)) = &args.blocking {
+    if let Some((_, e)) = &args.options.blocking {
         option(quote_spanned! {e.span()=> .blocking(#e) });
     }
-    if let Some((_, d)) = &args.timeout {
+    if let Some((_, d)) = &args.options.timeout {
         let d = duration(d);
         option(quote! { .timeout(#d) });
     }
-    if let Some(d) = &args.delay {
+    if let Some(d) = &args.options.delay {
         let d = duration(d);
         option(quote! { .delay(#d) });
     }

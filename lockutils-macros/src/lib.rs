@@ -12,10 +12,11 @@ mod args;
 mod expand;
 
 use proc_macro::TokenStream;
+
+use crate::args::WithPrefix;
 use proc_macro2::TokenTree;
 use quote::quote;
-use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Ident, LitStr, Token};
+use syn::LitStr;
 
 /// Runs the function with the named lock held: oslo's `@synchronized`.
 ///
@@ -216,32 +217,6 @@ pub fn synchronized_with_prefix(input: TokenStream) -> TokenStream {
         }
         .into(),
         Err(e) => e.to_compile_error().into(),
-    }
-}
-
-struct WithPrefix {
-    attrs: Vec<Attribute>,
-    name: Ident,
-    prefix: LitStr,
-}
-
-impl Parse for WithPrefix {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let attrs = input.call(Attribute::parse_outer)?;
-        let name: Ident = input.parse()?;
-        input.parse::<Token![,]>()?;
-        let prefix: LitStr = input.parse()?;
-        if input.peek(Token![,]) {
-            input.parse::<Token![,]>()?;
-        }
-        if !input.is_empty() {
-            return Err(input.error("expected `synchronized_with_prefix!(macro_name, \"prefix\")`"));
-        }
-        Ok(Self {
-            attrs,
-            name,
-            prefix,
-        })
     }
 }
 
