@@ -251,7 +251,7 @@ fn duration_arg(value: Expr) -> syn::Result<DurationArg> {
     match literal(&value) {
         None => Ok(DurationArg::Expr(value)),
         Some(Lit::Str(s)) => {
-            let duration = lockutils_core::parse_duration(&s.value()).map_err(|why| {
+            let duration = lockutils_duration::parse_duration(&s.value()).map_err(|why| {
                 syn::Error::new(s.span(), format!("invalid duration {:?}: {why}", s.value()))
             })?;
             Ok(DurationArg::Literal {

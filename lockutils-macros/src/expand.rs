@@ -19,7 +19,7 @@
 //!
 //! What a lock failure becomes is decided by the compiler from the return type, not by the
 //! macro from its name (a macro cannot see through `type MyResult<T> = ...`): see
-//! `lockutils_core::__private::Returns`.
+//! `lockutils::__private::Returns`.
 //!
 //! Generated code names everything by absolute path into `::lockutils::__private`, so user
 //! imports cannot break it.
