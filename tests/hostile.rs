@@ -214,8 +214,11 @@ fn a_directory_swapped_for_a_link_while_removal_waits_deletes_nothing_outside() 
     assert!(moved.join("job").exists(), "nothing removed on doubt");
 }
 
-#[test]
-fn a_directory_swapped_for_a_link_while_a_waiter_waits_creates_nothing_outside() {
+/// A waiter (started by `wait`, given the lock directory) waits in the kernel for a lock
+/// file; the directory is swapped for a link to another, and the file deleted as a remover
+/// does, then let go. The waiter must open its new file in the directory it started in,
+/// creating nothing in the link's target.
+fn swap_while_waiting(wait: fn(PathBuf) -> Result<bool, Error>) {
     let (d, victim) = (dir(), dir());
     let locks = d.path().join("locks");
     let moved = d.path().join("moved");
@@ -224,15 +227,10 @@ fn a_directory_swapped_for_a_link_while_a_waiter_waits_creates_nothing_outside()
     holder.expect("held");
     let waiter = {
         let locks = locks.clone();
-        thread::spawn(move || {
-            let guard = lock("job").external(true).lock_path(&locks).acquire();
-            guard.map(|g| g.is_external())
-        })
+        thread::spawn(move || wait(locks))
     };
     wait_for_blocked_waiters(&locks.join("job"), 1);
     swap_for_link(&locks, &moved, victim.path());
-    // What a remover does: delete the file while its lock is held, then let go. The waiter
-    // wakes on a deleted file and must open a new one, in the directory it started in.
     std::fs::remove_file(moved.join("job")).unwrap();
     assert_eq!(holder.code(), 0);
     assert!(waiter.join().unwrap().unwrap());
@@ -244,37 +242,26 @@ fn a_directory_swapped_for_a_link_while_a_waiter_waits_creates_nothing_outside()
 }
 
 #[test]
+fn a_directory_swapped_for_a_link_while_a_waiter_waits_creates_nothing_outside() {
+    swap_while_waiting(|locks| {
+        let guard = lock("job").external(true).lock_path(&locks).acquire();
+        guard.map(|g| g.is_external())
+    });
+}
+
+#[test]
 fn a_directory_swapped_for_a_link_while_a_task_waits_creates_nothing_outside() {
-    let (d, victim) = (dir(), dir());
-    let locks = d.path().join("locks");
-    let moved = d.path().join("moved");
-    std::fs::create_dir(&locks).unwrap();
-    let mut holder = spawn("hold", &["job", path_str(&locks)]);
-    holder.expect("held");
-    let waiter = {
-        let locks = locks.clone();
-        thread::spawn(move || {
-            futures::executor::block_on(async {
-                let guard = lock("job")
-                    .external(true)
-                    .lock_path(&locks)
-                    .acquire_async()
-                    .await;
-                guard.map(|g| g.is_external())
-            })
+    // The task's helper thread is the one that waits in the kernel.
+    swap_while_waiting(|locks| {
+        futures::executor::block_on(async {
+            let guard = lock("job")
+                .external(true)
+                .lock_path(&locks)
+                .acquire_async()
+                .await;
+            guard.map(|g| g.is_external())
         })
-    };
-    // The task's helper thread waits in the kernel.
-    wait_for_blocked_waiters(&locks.join("job"), 1);
-    swap_for_link(&locks, &moved, victim.path());
-    std::fs::remove_file(moved.join("job")).unwrap();
-    assert_eq!(holder.code(), 0);
-    assert!(waiter.join().unwrap().unwrap());
-    assert!(
-        !victim.path().join("job").exists(),
-        "a lock file was created outside the lock directory"
-    );
-    assert!(moved.join("job").exists());
+    });
 }
 
 #[test]

@@ -178,8 +178,14 @@ impl<'a> LockBuilder<'a> {
     /// // Another thread shares it at once:
     /// std::thread::scope(|s| s.spawn(|| shared().blocking(false).acquire().map(drop)).join())
     ///     .unwrap()?;
-    /// // The exclusive side waits for the shared holders:
-    /// assert!(lockutils::lock("table").fair(true).blocking(false).acquire().is_err());
+    /// // The exclusive side waits for the shared holders (asked from a thread holding nothing:
+    /// // a shared holder asking for it would be refused as an upgrade):
+    /// let busy = std::thread::scope(|s| {
+    ///     s.spawn(|| lockutils::lock("table").fair(true).blocking(false).acquire().map(drop))
+    ///         .join()
+    ///         .unwrap()
+    /// });
+    /// assert!(busy.unwrap_err().is_acquire_failed());
     /// drop(one);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
