@@ -420,3 +420,26 @@ fn a_device_node_is_refused_without_being_opened() {
     assert!(matches!(err, Error::UnsafeLockFile { .. }), "{err}");
     assert!(err.to_string().contains("device"), "{err}");
 }
+
+#[test]
+fn listings_of_one_lock_directory_from_many_threads_each_see_every_lock_file() {
+    let d = dir();
+    // Enough entries, with long names, that one listing takes many reads of the directory.
+    const FILES: usize = 3000;
+    for i in 0..FILES {
+        std::fs::write(d.path().join(format!("{:0>120}", i)), "").unwrap();
+    }
+    let lock_dir = LockDirectory::open(d.path()).unwrap();
+    let barrier = std::sync::Barrier::new(4);
+    thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                barrier.wait();
+                for _ in 0..5 {
+                    let listing = lock_dir.list(None).unwrap();
+                    assert_eq!(listing.locks.len(), FILES, "a listing missed lock files");
+                }
+            });
+        }
+    });
+}

@@ -379,16 +379,33 @@ impl Dir {
         }
     }
 
+    /// This directory opened again through its descriptor (not its path): a new open file
+    /// description of the same directory.
+    #[cfg(unix)]
+    fn open_self(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        // SAFETY: an open directory descriptor and a NUL-terminated name.
+        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c".".as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+
     /// The names in this directory (`.` and `..` left out).
     pub(crate) fn entries(&self) -> io::Result<Vec<std::ffi::OsString>> {
         #[cfg(unix)]
         {
             use std::os::fd::IntoRawFd;
             use std::os::unix::ffi::OsStrExt;
-            // fdopendir takes the descriptor over, so it gets a duplicate (which shares the
-            // open directory, not its path).
-            let dup = self.fd.try_clone()?;
-            let raw = dup.into_raw_fd();
+            // fdopendir takes the descriptor over, so it gets one of its own: "." opened
+            // through this directory's descriptor, a new open file description with its own
+            // read offset (a duplicate would share the offset, and two listings at once on
+            // one `Dir` would read past each other's entries).
+            let own = self.open_self()?;
+            let raw = own.into_raw_fd();
             // SAFETY: `raw` is an open directory descriptor that the stream now owns.
             let stream = unsafe { libc::fdopendir(raw) };
             if stream.is_null() {
@@ -397,9 +414,6 @@ impl Dir {
                 unsafe { libc::close(raw) };
                 return Err(e);
             }
-            // The duplicate shares the offset: start from the top.
-            // SAFETY: a valid stream.
-            unsafe { libc::rewinddir(stream) };
             let mut names = Vec::new();
             let result = loop {
                 // readdir signals an error only through errno, so clear it first.
