@@ -128,6 +128,9 @@ pub(crate) fn parse(text: &str) -> Result<Assignments, Failure> {
         Ok(())
     };
 
+    // A line quoted in an error, with any password in it hidden: errors may name lines of
+    // other services' sections (a `[database] connection` URL, say).
+    let shown = |line: &str| super::redact_url(line);
     for (index, raw) in universal_lines(text).enumerate() {
         let line_no = index + 1;
         let line = raw.trim_end_matches(is_py_space);
@@ -145,8 +148,9 @@ pub(crate) fn parse(text: &str) -> Result<Assignments, Failure> {
                     return Err((
                         line_no,
                         format!(
-                            "unexpected continuation line {line:?} (a line starting with white \
-                             space continues the value of the line before; here there is none)"
+                            "unexpected continuation line {:?} (a line starting with white \
+                             space continues the value of the line before; here there is none)",
+                            shown(line)
                         ),
                     ));
                 }
@@ -158,11 +162,11 @@ pub(crate) fn parse(text: &str) -> Result<Assignments, Failure> {
             if !line.ends_with(']') {
                 return Err((
                     line_no,
-                    format!("invalid section {line:?} (must end with ])"),
+                    format!("invalid section {:?} (must end with ])", shown(line)),
                 ));
             }
             if line.chars().count() <= 2 {
-                return Err((line_no, format!("empty section name {line:?}")));
+                return Err((line_no, format!("empty section name {:?}", shown(line))));
             }
             section = Some(is_our_group(&line[1..line.len() - 1]));
         } else if line.starts_with(['#', ';']) {
@@ -171,11 +175,11 @@ pub(crate) fn parse(text: &str) -> Result<Assignments, Failure> {
             let (key, value) = split_key_value(line).ok_or_else(|| {
                 (
                     line_no,
-                    format!("no ':' or '=' found in assignment {line:?}"),
+                    format!("no ':' or '=' found in assignment {:?}", shown(line)),
                 )
             })?;
             if key.is_empty() {
-                return Err((line_no, format!("key cannot be empty in {line:?}")));
+                return Err((line_no, format!("key cannot be empty in {:?}", shown(line))));
             }
             pending = Some(Pending {
                 key: key.to_owned(),

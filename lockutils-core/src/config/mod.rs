@@ -153,9 +153,13 @@ impl LockConfig {
                 path.to_string_lossy().into_owned(),
                 "set_defaults".to_owned(),
             )),
-            None => env(LOCK_PATH_ENV)
-                .map_err(|e| (0, e))?
-                .map(|v| (v, LOCK_PATH_ENV.to_owned())),
+            // A value that is not Unicode fails nothing here (oslo.config reads the file all
+            // the same): only a `$lock_path` of the file would use it, lossily.
+            None => match env(LOCK_PATH_ENV) {
+                Ok(value) => value,
+                Err(_) => std::env::var_os(LOCK_PATH_ENV).map(|v| v.to_string_lossy().into_owned()),
+            }
+            .map(|v| (v, LOCK_PATH_ENV.to_owned())),
         };
         let found = ini::parse(text)?;
         let resolver = ini::Resolver::new(&found, env, default_lock_path);
@@ -369,6 +373,32 @@ mod tests {
         assert!(err.contains("interpolation") && err.contains("$$"), "{err}");
         assert!(err.contains("postgres://app:***@db/locks"), "{err}");
         assert!(!err.contains("pa$word"), "{err}");
+    }
+
+    #[test]
+    fn an_environment_value_that_is_not_unicode_fails_no_file_without_a_reference_to_it() {
+        let env = |key: &str| -> Result<Option<String>, String> {
+            if key == LOCK_PATH_ENV {
+                Err(format!("{key} is not valid Unicode"))
+            } else {
+                Ok(None)
+            }
+        };
+        let conf = LockConfig::parse_with_env("[oslo_concurrency]\nlock_path = /a\n", None, &env)
+            .expect("the file does not refer to $lock_path");
+        assert_eq!(conf.lock_path.as_deref(), Some(Path::new("/a")));
+    }
+
+    #[test]
+    fn ini_errors_quote_lines_without_their_passwords() {
+        for text in [
+            "[database]\n= mysql+pymysql://nova:s3cret@db/nova\n",
+            "[database]\n  mysql+pymysql://nova:s3cret@db/nova\n",
+        ] {
+            let err = LockConfig::from_ini_str(text).unwrap_err().to_string();
+            assert!(!err.contains("s3cret"), "{err}");
+            assert!(err.contains("nova:***@db"), "{err}");
+        }
     }
 
     #[test]
