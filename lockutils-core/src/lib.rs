@@ -40,7 +40,10 @@ pub mod semaphore;
 mod sync;
 mod timer;
 
-pub use backend::{BackendFactory, external_backend, register_backend, set_external_backend};
+pub use backend::{
+    BackendFactory, HeldExternalLock, backend_for_url, external_backend, register_backend,
+    set_external_backend,
+};
 pub use config::{
     BACKEND_URL_ENV, LOCK_PATH_ENV, LockConfig, configure, current_config, get_lock_path,
     lock_file_name, lock_file_path, parse_duration, redact_url, set_defaults,
