@@ -104,6 +104,20 @@ impl fmt::Debug for ExternalCache {
     }
 }
 
+/// What a registry keeps per name that holds the name's [`ExternalCache`] (the lock layer
+/// decides what else it keeps there), so that this floor can reach the caches without
+/// knowing the rest.
+pub(crate) trait HasExternalCache {
+    /// The name's external-lock state.
+    fn external_cache(&self) -> &Mutex<ExternalCache>;
+}
+
+impl HasExternalCache for Mutex<ExternalCache> {
+    fn external_cache(&self) -> &Mutex<ExternalCache> {
+        self
+    }
+}
+
 /// How lockutils holds a lock outside the process. [`lock`](crate::lock()) calls it with the
 /// in-process lock of the name held, so a backend never sees two concurrent calls for one
 /// name from one process (fair and non-fair locks of a name are distinct, as in oslo).
