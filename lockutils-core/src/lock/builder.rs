@@ -274,6 +274,7 @@ impl<'a> LockBuilder<'a> {
             } else {
                 Mode::Exclusive
             },
+            fair: self.fair,
         };
         let backend = match self.backend {
             Some(backend) => backend,
