@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "async")]
 use lockutils_core::AcquireFuture;
 use lockutils_core::{
-    Error, ExternalBackend, ExternalCache, ExternalTarget, LOG_TARGET, Wait, redact_url,
+    Error, ExternalBackend, ExternalCache, ExternalTarget, HeldExternalLock, LOG_TARGET, Wait,
+    redact_url,
 };
 use parking_lot::Mutex;
 use redis::{
@@ -15,7 +16,7 @@ use redis::{
 };
 
 use crate::keeper::{Keeper, Lease};
-use crate::key::{channel_of, counter_key, full_name, lock_key};
+use crate::key::{channel_of, counter_key, full_name, glob_escape, lock_key, name_of_key};
 use crate::options::{Endpoint, Options, parse};
 use crate::{
     ANSWER_TIMEOUT_OPTION, IS_HELD_TIMEOUT, MAX_IDLE, POLL_INTERVAL, RELEASE_TIMEOUT, script,
@@ -632,6 +633,63 @@ impl Inner {
         }
     }
 
+    /// The locks held now in the namespace (by anyone): `SCAN` for `<namespace>_<prefix>*_lock`,
+    /// with each key's `PTTL`.
+    pub(crate) fn list_held(&self, prefix: Option<&str>) -> Result<Vec<HeldExternalLock>, Error> {
+        let namespace = &self.options.namespace;
+        let pattern = format!(
+            "{}_{}*_lock",
+            glob_escape(namespace),
+            glob_escape(prefix.unwrap_or(""))
+        );
+        let bound = self.options.answer_timeout;
+        let mut held = self.with_conn("*", "list the held locks", None, bound, |con| {
+            let mut found = Vec::new();
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(con)?;
+                let keys: Vec<String> = keys
+                    .into_iter()
+                    .filter_map(|k| String::from_utf8(k).ok())
+                    .filter(|k| name_of_key(namespace, k).is_some())
+                    .collect();
+                if !keys.is_empty() {
+                    let mut pipe = redis::pipe();
+                    for key in &keys {
+                        pipe.cmd("PTTL").arg(key);
+                    }
+                    let ttls: Vec<i64> = pipe.query(con)?;
+                    for (key, ttl) in keys.iter().zip(ttls) {
+                        // -2: gone since the scan.
+                        if ttl == -2 {
+                            continue;
+                        }
+                        let name = name_of_key(namespace, key).expect("filtered above");
+                        let mut lock =
+                            HeldExternalLock::new(name).with_detail(format!("key {key}"));
+                        if let Ok(ms) = u64::try_from(ttl) {
+                            lock = lock.with_expires_in(Duration::from_millis(ms));
+                        }
+                        found.push(lock);
+                    }
+                }
+                if next == 0 {
+                    return Ok(found);
+                }
+                cursor = next;
+            }
+        })?;
+        held.sort_by(|a, b| a.name.cmp(&b.name));
+        held.dedup_by(|a, b| a.name == b.name);
+        Ok(held)
+    }
+
     /// Whether `held` is still held: not marked lost, not past its expiry, and the key still
     /// holds the token on the server.
     pub(crate) fn is_held(&self, name: &str, held: &Held) -> Result<bool, Error> {
@@ -702,6 +760,10 @@ impl ExternalBackend for RedisBackend {
 
     fn describe(&self) -> String {
         self.inner.target.clone()
+    }
+
+    fn list_held(&self, prefix: Option<&str>) -> Result<Vec<HeldExternalLock>, Error> {
+        self.inner.list_held(prefix)
     }
 
     fn is_held(&self, name: &str, cache: &mut ExternalCache) -> Result<bool, Error> {

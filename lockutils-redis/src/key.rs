@@ -74,12 +74,23 @@ pub fn lock_key(namespace: &str, full_name: &str) -> String {
 }
 
 /// The full name of the lock whose key is `key` in `namespace`, if it is one.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn name_of_key<'a>(namespace: &str, key: &'a str) -> Option<&'a str> {
     key.strip_prefix(namespace)?
         .strip_prefix('_')?
         .strip_suffix("_lock")
         .filter(|name| !name.is_empty())
+}
+
+/// `text` matching itself in a `SCAN ... MATCH` pattern.
+pub(crate) fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The fencing counter of `namespace`.
@@ -114,5 +125,6 @@ mod tests {
         assert_eq!(name_of_key("_tooz", "_tooz__lock"), None);
         assert_eq!(name_of_key("_tooz", "_tooz_fencing_token"), None);
         assert_eq!(name_of_key("_tooz", "other_a_lock"), None);
+        assert_eq!(glob_escape("a*b?[c]\\d"), "a\\*b\\?\\[c\\]\\\\d");
     }
 }
