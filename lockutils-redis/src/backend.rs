@@ -590,7 +590,7 @@ impl Inner {
     /// Releases `held`: the token-checked delete (and announcement).
     pub(crate) fn release(&self, name: &str, held: Held) -> Result<(), Error> {
         let lease = held.lease;
-        lease.stop();
+        self.keeper.remove(&lease);
         let bound = RELEASE_TIMEOUT.min(self.options.answer_timeout);
         let channel = channel_of(&lease.key);
         let released: i64 = self

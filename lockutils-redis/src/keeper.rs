@@ -117,12 +117,16 @@ struct Shared {
 struct Leases {
     list: Vec<Arc<Lease>>,
     started: bool,
+    /// When the thread wakes next, if it waits for a time: a lease due later needs no wake-up
+    /// (the thread would be woken for nothing, on every acquire).
+    wakes_at: Option<Instant>,
 }
 
 impl Keeper {
     /// Keeps `lease` extended until it is stopped or lost.
     pub(crate) fn add(&self, inner: &Arc<Inner>, lease: Arc<Lease>) {
         let mut leases = self.shared.leases.lock();
+        let due = lease.due();
         leases.list.push(lease);
         if !leases.started {
             let weak = Arc::downgrade(inner);
@@ -140,7 +144,23 @@ impl Keeper {
                 }
             }
         }
-        self.shared.changed.notify_one();
+        let sooner = match (due, leases.wakes_at) {
+            (Some(due), Some(wakes)) => due < wakes,
+            _ => true,
+        };
+        if sooner {
+            self.shared.changed.notify_one();
+        }
+    }
+
+    /// No longer keeps `lease` extended (it is being released).
+    pub(crate) fn remove(&self, lease: &Arc<Lease>) {
+        lease.stop();
+        self.shared
+            .leases
+            .lock()
+            .list
+            .retain(|kept| !Arc::ptr_eq(kept, lease));
     }
 }
 
@@ -164,18 +184,12 @@ fn run(inner: Weak<Inner>, shared: Arc<Shared>) {
                 }
             });
             if due.is_empty() {
-                match next {
-                    Some(at) => {
-                        shared.changed.wait_until(&mut leases, at);
-                    }
-                    None => {
-                        // Nothing held: wait for a lock (or a minute, to see whether the backend
-                        // is still there).
-                        shared
-                            .changed
-                            .wait_for(&mut leases, Duration::from_secs(60));
-                    }
-                }
+                // Nothing held: wait for a lock (or a minute, to see whether the backend is
+                // still there).
+                let at = next.unwrap_or(now + Duration::from_secs(60));
+                leases.wakes_at = Some(at);
+                shared.changed.wait_until(&mut leases, at);
+                leases.wakes_at = None;
                 continue;
             }
         }
