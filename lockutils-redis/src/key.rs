@@ -27,7 +27,7 @@
 //! | `lock("x/y").prefix("nova")`, `namespace=app` | `nova-x/y` | `app_nova-x/y_lock` |
 //!
 //! An empty name, or a name or prefix containing a NUL byte, is refused
-//! ([`Error::InvalidName`](lockutils_core::Error::InvalidName)).
+//! ([`Error::InvalidName`]).
 //!
 //! # Beside the lock keys
 //! Fencing tokens come from one counter per namespace, the key `<namespace>_fencing_token`

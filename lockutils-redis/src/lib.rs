@@ -54,7 +54,7 @@
 //! Blocking (`acquire()`), non-blocking (`blocking(false)`), timed (`timeout(d)`),
 //! awaited (`acquire_async()`, with the `async` feature), `#[synchronized(.., external =
 //! true)]` and `lockutils run`. Shared locks (`shared(true)`) are refused with
-//! [`Error::Backend`](lockutils_core::Error::Backend): tooz has no shared Redis locks, and
+//! [`Error::Backend`]: tooz has no shared Redis locks, and
 //! this backend does not invent a layout that tooz would not respect.
 //!
 //! ## Bad conditions are errors
@@ -64,7 +64,7 @@
 //! `socket_timeout`), and an extension also by a third of the lock timeout. A server that is
 //! down, frozen, refuses the password, or refuses scripts (`rename-command EVAL ""`, an ACL
 //! user without `+@scripting`) makes the acquire fail with
-//! [`Error::Backend`](lockutils_core::Error::Backend) naming the lock, the server (its URL
+//! [`Error::Backend`] naming the lock, the server (its URL
 //! without the password) and the cause; a waiter notices within one answer timeout, since it
 //! asks the server at least every [`POLL_INTERVAL`]. A lost connection is opened again once
 //! per request; if that fails too, the request fails.
@@ -188,3 +188,8 @@ pub fn backend(url: &str) -> Result<&'static RedisBackend, Error> {
     backends.insert(url.to_owned(), backend);
     Ok(backend)
 }
+
+/// The README's examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
