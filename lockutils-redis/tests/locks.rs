@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use lockutils::{Error, lock, synchronized};
 use support::child::{self, wait_for_stdin_close};
-use support::{get, redis, run, spawn, unique, url, url_with, wait_until, waiters, with_options};
+use support::{
+    get, redis, run, sentinel_url, spawn, unique, url, url_with, wait_until, waiters, with_options,
+};
 
 /// The roles child processes play. Their lock sites name no backend: it comes from
 /// `LOCKUTILS_BACKEND_URL`, which `support::spawn` sets.
@@ -41,6 +43,14 @@ fn play(role: &str, args: &[String]) -> i32 {
         "wait" => {
             let guard = lock(arg(0)).external(true).acquire().unwrap();
             println!("got {}", guard.fencing_token().unwrap());
+            0
+        }
+        "try" => {
+            match lock(arg(0)).external(true).blocking(false).acquire() {
+                Ok(_) => println!("got"),
+                Err(Error::AcquireLockFailed { .. }) => println!("busy"),
+                Err(e) => println!("error {e}"),
+            }
             0
         }
         "attribute" => {
@@ -427,4 +437,45 @@ fn unknown_url_options_are_refused_when_the_lock_is_taken() {
     let text = err.to_string();
     assert!(text.contains("unknown option \"lock_timout\""), "{text}");
     assert!(!text.contains("lockutils-test"), "{text}");
+}
+
+#[test]
+#[ignore = "needs a Redis server: scripts/test runs it (scripts/redis, --include-ignored)"]
+fn a_sentinel_url_takes_the_same_lock_on_the_master_it_names() {
+    let Some(sentinel) = sentinel_url() else {
+        return;
+    };
+    let url = url().unwrap();
+    let direct = redis("").unwrap();
+    let through = lockutils_redis::backend(&sentinel).unwrap();
+    let name = unique("sentinel");
+    let key = through.key(&name, None).unwrap();
+    let guard = lock(&name)
+        .external(true)
+        .backend(through)
+        .acquire()
+        .unwrap();
+    assert!(guard.is_external_held().unwrap());
+    assert!(get(direct, &key).is_some(), "the key is on the master");
+    // Another process on the master's own URL is excluded, and has it after the release.
+    let mut other = spawn(&url, "try", &[&name]);
+    other.expect("busy");
+    assert_eq!(other.code(), 0);
+    drop(guard);
+    let mut other = spawn(&url, "try", &[&name]);
+    other.expect("got");
+    assert_eq!(other.code(), 0);
+    // A Sentinel that knows no such master is a clear error.
+    let unknown = sentinel.replace("sentinel=lockutils", "sentinel=nosuchmaster");
+    let backend = Box::leak(Box::new(
+        lockutils_redis::RedisBackend::new(&unknown).unwrap(),
+    ));
+    let err = lock(&unique("sentinel-unknown"))
+        .external(true)
+        .backend(backend)
+        .acquire()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("knows no master \"nosuchmaster\""), "{err}");
+    assert!(!err.contains("lockutils-test"), "{err}");
 }

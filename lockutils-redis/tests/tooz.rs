@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use lockutils::{Error, lock};
 use support::child::{Proc, start, wait_for_stdin_close};
-use support::{get, spawn, unique, url, wait_until, waiters, with_options};
+use support::{get, sentinel_url, spawn, unique, url, wait_until, waiters, with_options};
 
 const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tooz_helper.py");
 
@@ -249,4 +249,28 @@ fn sigkilled_holders_on_either_side_free_the_lock_after_the_lock_timeout() {
         killed.elapsed()
     );
     assert_eq!(waiter.code(), 0);
+}
+
+#[test]
+#[ignore = "needs a Redis server and tooz: scripts/test runs it (scripts/redis, --include-ignored)"]
+fn tooz_and_lockutils_share_a_lock_through_a_sentinel_url() {
+    let Some((_, python)) = setup("") else {
+        return;
+    };
+    let sentinel = sentinel_url().unwrap();
+    let redis = lockutils_redis::backend(&sentinel).unwrap();
+    let (name, prefix, tooz_name) = cinder_lock("sentinel");
+    let guard = lock(&name)
+        .prefix(prefix)
+        .external(true)
+        .backend(redis)
+        .acquire()
+        .unwrap();
+    let mut tried = tooz(&python, &sentinel, "try", &tooz_name, &[]);
+    tried.expect("busy");
+    assert_eq!(tried.code(), 0);
+    drop(guard);
+    let mut tried = tooz(&python, &sentinel, "try", &tooz_name, &[]);
+    tried.expect("got");
+    assert_eq!(tried.code(), 0);
 }

@@ -13,6 +13,8 @@ use lockutils_redis::RedisBackend;
 pub const URL_ENV: &str = "LOCKUTILS_TEST_REDIS_URL";
 /// Set (as `scripts/test` does) to fail, rather than skip, without a server.
 pub const REQUIRE_ENV: &str = "LOCKUTILS_REQUIRE_REDIS";
+/// The same server through a Sentinel (`scripts/redis` sets it).
+pub const SENTINEL_URL_ENV: &str = "LOCKUTILS_TEST_REDIS_SENTINEL_URL";
 /// A script that restarts the test server (`--keep` keeps its keys).
 pub const RESTART_ENV: &str = "LOCKUTILS_TEST_REDIS_RESTART";
 /// The test server's PID file.
@@ -34,6 +36,14 @@ pub fn url() -> Option<String> {
             None
         }
     }
+}
+
+/// The test server's URL through its Sentinel, or `None` (skip) without a server.
+pub fn sentinel_url() -> Option<String> {
+    url()?;
+    Some(std::env::var(SENTINEL_URL_ENV).unwrap_or_else(|_| {
+        panic!("{SENTINEL_URL_ENV} is not set: run the tests under scripts/redis")
+    }))
 }
 
 /// The test server's URL with `options` (`a=1&b=2`) added.
