@@ -240,6 +240,24 @@ impl Inner {
         addr: ConnectionAddr,
         bound: Duration,
     ) -> Result<Connection, redis::RedisError> {
+        #[cfg(feature = "tls")]
+        if let (Some(tls), ConnectionAddr::Tcp(host, port)) = (&self.options.tls, &addr) {
+            let addr = ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            };
+            // The client builds its TLS configuration on the process's default provider:
+            // ring's, unless the application installed another.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let info = self.info(addr)?;
+            let client = match tls.certificates()? {
+                Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
+                None => redis::Client::open(info)?,
+            };
+            return client.get_connection_with_timeout(bound);
+        }
         let info = self.info(addr)?;
         redis::Client::open(info)?.get_connection_with_timeout(bound)
     }

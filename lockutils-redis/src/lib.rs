@@ -103,8 +103,14 @@
 //! `answer_timeout`, `socket_timeout`, `socket_connect_timeout`, `encoding` (only UTF-8);
 //! tooz's `retry_on_timeout`, `socket_keepalive`, `health_check_interval` and
 //! `membership_timeout` are accepted and change nothing. Any other option is refused (a
-//! misspelt option is an error, not a default). `rediss://` (TLS) is not supported by this
-//! build.
+//! misspelt option is an error, not a default).
+//!
+//! **TLS** (the `tls` feature: rustls, with ring's cryptography): `rediss://host:port`, or
+//! tooz's `redis://host:port?ssl=true`; `ssl_ca_certs=FILE` trusts the CA certificates in
+//! that PEM file instead of the system's, `ssl_certfile=FILE&ssl_keyfile=FILE` present a
+//! client certificate. With Sentinel, the Sentinels are asked in the clear and the master is
+//! reached over TLS (`sentinel_ssl` is refused). Without the feature, a TLS URL is refused,
+//! saying so.
 
 #![warn(missing_docs)]
 
@@ -153,7 +159,7 @@ pub const IS_HELD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections a backend keeps for later requests, at most.
 pub const MAX_IDLE: usize = 16;
 
-/// Registers this backend for `redis://` URLs, so that a `backend_url` (or
+/// Registers this backend for `redis://` and `rediss://` URLs, so that a `backend_url` (or
 /// `LOCKUTILS_BACKEND_URL`) naming a Redis server sends external locks there. Call it once at
 /// start-up, before the first external lock.
 pub fn install() {

@@ -24,10 +24,56 @@ pub(crate) enum Endpoint {
     },
 }
 
+/// TLS to the server (`rediss://`, or tooz's `ssl=true`), with the files the URL names.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub(crate) struct Tls {
+    /// `ssl_ca_certs`: the CA certificates (PEM) to trust instead of the system's.
+    pub(crate) ca_certs: Option<String>,
+    /// `ssl_certfile` and `ssl_keyfile`: a client certificate and its key (PEM).
+    pub(crate) certfile: Option<String>,
+    pub(crate) keyfile: Option<String>,
+}
+
+#[cfg(feature = "tls")]
+impl Tls {
+    /// The certificates the files name, if any (read at each connect: renewed files are used
+    /// by the next connection).
+    pub(crate) fn certificates(&self) -> Result<Option<redis::TlsCertificates>, redis::RedisError> {
+        fn read(option: &str, path: &str) -> Result<Vec<u8>, redis::RedisError> {
+            std::fs::read(path).map_err(|e| {
+                redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "cannot read a TLS file",
+                    format!("{option} {path}: {e}"),
+                ))
+            })
+        }
+        if *self == Tls::default() {
+            return Ok(None);
+        }
+        let root_cert = match &self.ca_certs {
+            Some(path) => Some(read("ssl_ca_certs", path)?),
+            None => None,
+        };
+        let client_tls = match (&self.certfile, &self.keyfile) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read("ssl_certfile", cert)?,
+                client_key: read("ssl_keyfile", key)?,
+            }),
+            _ => None,
+        };
+        Ok(Some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        }))
+    }
+}
+
 /// A parsed URL.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Options {
     pub(crate) endpoint: Endpoint,
+    pub(crate) tls: Option<Tls>,
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) db: i64,
@@ -81,21 +127,17 @@ fn host_port(option: &str, value: &str) -> Result<(String, u16), String> {
 /// Parses `url` (the reason of the error never contains the password).
 pub(crate) fn parse(url: &str) -> Result<Options, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("not a valid Redis URL: {e}"))?;
-    match parsed.scheme() {
-        "redis" => {}
-        "rediss" => {
-            return Err(
-                "rediss:// (TLS) is not supported by this build of lockutils-redis: \
-                        reach the server through a TLS tunnel, or use redis://"
-                    .to_owned(),
-            );
-        }
+    let rediss = match parsed.scheme() {
+        "redis" => false,
+        "rediss" => true,
         other => {
             return Err(format!(
-                "not a Redis URL (scheme {other:?}, expected redis://)"
+                "not a Redis URL (scheme {other:?}, expected redis:// or rediss://)"
             ));
         }
-    }
+    };
+    let mut ssl: Option<bool> = None;
+    let mut tls_files = Tls::default();
     let username = Some(parsed.username())
         .filter(|u| !u.is_empty())
         .map(percent);
@@ -172,10 +214,23 @@ pub(crate) fn parse(url: &str) -> Result<Options, String> {
                      (redis://user:password@host), as tooz reads it"
                 ));
             }
-            "ssl" | "ssl_certfile" | "ssl_keyfile" | "ssl_ca_certs" | "sentinel_ssl" => {
-                return Err(format!(
-                    "the option {option} (TLS) is not supported by this build of lockutils-redis"
-                ));
+            "ssl" => {
+                once(&ssl, &option)?;
+                ssl = Some(match value.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" | "y" | "t" => true,
+                    "0" | "false" | "no" | "off" | "n" | "f" => false,
+                    _ => return Err(format!("ssl must be true or false, not {value:?}")),
+                });
+            }
+            "ssl_ca_certs" => tls_files.ca_certs = Some(value),
+            "ssl_certfile" => tls_files.certfile = Some(value),
+            "ssl_keyfile" => tls_files.keyfile = Some(value),
+            "sentinel_ssl" => {
+                return Err(
+                    "sentinel_ssl (TLS to the Sentinels) is not supported: the Sentinels are \
+                     asked in the clear, the master is reached with TLS if ssl=true"
+                        .to_owned(),
+                );
             }
             ignored if IGNORED.contains(&ignored) => {}
             unknown => {
@@ -237,10 +292,37 @@ pub(crate) fn parse(url: &str) -> Result<Options, String> {
             Endpoint::Unix(percent(path))
         }
     };
+    let tls = match (rediss, ssl) {
+        (true, Some(false)) => return Err("rediss:// with ssl=false: choose one".to_owned()),
+        (true, _) | (false, Some(true)) => Some(tls_files),
+        (false, _) => {
+            if tls_files != Tls::default() {
+                return Err(
+                    "ssl_ca_certs, ssl_certfile and ssl_keyfile need TLS (rediss://, or ssl=true)"
+                        .to_owned(),
+                );
+            }
+            None
+        }
+    };
+    if let Some(tls) = &tls {
+        if !cfg!(feature = "tls") {
+            return Err(
+                "TLS (rediss://, ssl=true) needs lockutils-redis's `tls` feature".to_owned(),
+            );
+        }
+        if matches!(endpoint, Endpoint::Unix(_)) {
+            return Err("TLS over a Unix socket is not supported".to_owned());
+        }
+        if tls.certfile.is_some() != tls.keyfile.is_some() {
+            return Err("ssl_certfile and ssl_keyfile go together".to_owned());
+        }
+    }
     let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
     let lock_timeout = lock_timeout.or(timeout).unwrap_or(DEFAULT_LOCK_TIMEOUT);
     Ok(Options {
         endpoint,
+        tls,
         username,
         password,
         db: db.unwrap_or(0),
@@ -309,6 +391,29 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_rediss_or_toozs_ssl_option() {
+        let plain = parse("redis://h").unwrap();
+        assert_eq!(plain.tls, None);
+        for url in [
+            "rediss://h?ssl_ca_certs=/etc/ca.pem",
+            "redis://h?ssl=true&ssl_ca_certs=/etc/ca.pem",
+        ] {
+            let parsed = parse(url);
+            if cfg!(feature = "tls") {
+                let tls = parsed.unwrap().tls.expect("TLS");
+                assert_eq!(tls.ca_certs.as_deref(), Some("/etc/ca.pem"));
+            } else {
+                let e = parsed.unwrap_err();
+                assert!(e.contains("`tls` feature"), "{url}: {e}");
+            }
+        }
+        if cfg!(feature = "tls") {
+            let e = parse("rediss://h?ssl_certfile=/c.pem").unwrap_err();
+            assert!(e.contains("go together"), "{e}");
+        }
+    }
+
+    #[test]
     fn sentinel_urls_list_every_sentinel() {
         let o = parse(
             "redis://:pw@s1:26379?sentinel=mymaster&sentinel_fallback=s2:26380\
@@ -358,7 +463,10 @@ mod tests {
                 "redis://:s3cret@h?sentinel_fallback=nohostport",
                 "HOST:PORT",
             ),
-            ("rediss://:s3cret@h", "TLS"),
+            ("redis://:s3cret@h?ssl_ca_certs=/ca.pem", "need TLS"),
+            ("rediss://:s3cret@h?ssl=false", "choose one"),
+            ("redis://:s3cret@h?ssl=maybe", "true or false"),
+            ("redis://:s3cret@h?ssl=1&sentinel_ssl=1", "not supported"),
             ("postgres://:s3cret@h", "not a Redis URL"),
             ("redis://:s3cret@h:99999", "not a valid Redis URL"),
         ] {

@@ -13,6 +13,8 @@ use support::child::{self, wait_for_stdin_close};
 use support::{
     get, redis, run, sentinel_url, spawn, unique, url, url_with, wait_until, waiters, with_options,
 };
+#[cfg(feature = "tls")]
+use support::{tls_url, tooz_tls_form};
 
 /// The roles child processes play. Their lock sites name no backend: it comes from
 /// `LOCKUTILS_BACKEND_URL`, which `support::spawn` sets.
@@ -474,5 +476,43 @@ fn a_sentinel_url_takes_the_same_lock_on_the_master_it_names() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("knows no master \"nosuchmaster\""), "{err}");
+    assert!(!err.contains("lockutils-test"), "{err}");
+}
+
+#[cfg(feature = "tls")]
+#[test]
+#[ignore = "needs a Redis server: scripts/test runs it (scripts/redis, --include-ignored)"]
+fn tls_urls_in_both_forms_take_the_same_lock_and_a_wrong_ca_is_refused() {
+    let Some(tls) = tls_url() else { return };
+    let direct = redis("").unwrap();
+    let over_tls = lockutils_redis::backend(&tls).unwrap();
+    let name = unique("tls");
+    let key = over_tls.key(&name, None).unwrap();
+    let guard = lock(&name)
+        .external(true)
+        .backend(over_tls)
+        .acquire()
+        .unwrap();
+    assert!(guard.is_external_held().unwrap());
+    assert!(get(direct, &key).is_some(), "the key is on the server");
+    // tooz's form (redis://...?ssl=true&ssl_ca_certs=...) in another process: excluded.
+    let mut other = spawn(&tooz_tls_form(&tls), "try", &[&name]);
+    other.expect("busy");
+    assert_eq!(other.code(), 0);
+    drop(guard);
+    let mut other = spawn(&tooz_tls_form(&tls), "try", &[&name]);
+    other.expect("got");
+    assert_eq!(other.code(), 0);
+    // Without the test CA, the server's certificate is not trusted: a clear error.
+    let (base, _) = tls.split_once('?').unwrap();
+    let untrusted = Box::leak(Box::new(lockutils_redis::RedisBackend::new(base).unwrap()));
+    let err = lock(&unique("tls-untrusted"))
+        .external(true)
+        .backend(untrusted)
+        .acquire()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
     assert!(!err.contains("lockutils-test"), "{err}");
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use lockutils::{Error, lock};
 use support::child::{Proc, start, wait_for_stdin_close};
 use support::{get, sentinel_url, spawn, unique, url, wait_until, waiters, with_options};
+#[cfg(feature = "tls")]
+use support::{tls_url, tooz_tls_form};
 
 const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tooz_helper.py");
 
@@ -271,6 +273,33 @@ fn tooz_and_lockutils_share_a_lock_through_a_sentinel_url() {
     assert_eq!(tried.code(), 0);
     drop(guard);
     let mut tried = tooz(&python, &sentinel, "try", &tooz_name, &[]);
+    tried.expect("got");
+    assert_eq!(tried.code(), 0);
+}
+
+#[cfg(feature = "tls")]
+#[test]
+#[ignore = "needs a Redis server and tooz: scripts/test runs it (scripts/redis, --include-ignored)"]
+fn tooz_and_lockutils_share_a_lock_over_tls() {
+    let Some((_, python)) = setup("") else {
+        return;
+    };
+    let tls = tls_url().unwrap();
+    let redis = lockutils_redis::backend(&tls).unwrap();
+    let (name, prefix, tooz_name) = cinder_lock("tls");
+    let guard = lock(&name)
+        .prefix(prefix)
+        .external(true)
+        .backend(redis)
+        .acquire()
+        .unwrap();
+    // tooz takes TLS as redis://...?ssl=true&ssl_ca_certs=...
+    let tooz_url = tooz_tls_form(&tls);
+    let mut tried = tooz(&python, &tooz_url, "try", &tooz_name, &[]);
+    tried.expect("busy");
+    assert_eq!(tried.code(), 0);
+    drop(guard);
+    let mut tried = tooz(&python, &tooz_url, "try", &tooz_name, &[]);
     tried.expect("got");
     assert_eq!(tried.code(), 0);
 }

@@ -15,6 +15,8 @@ pub const URL_ENV: &str = "LOCKUTILS_TEST_REDIS_URL";
 pub const REQUIRE_ENV: &str = "LOCKUTILS_REQUIRE_REDIS";
 /// The same server through a Sentinel (`scripts/redis` sets it).
 pub const SENTINEL_URL_ENV: &str = "LOCKUTILS_TEST_REDIS_SENTINEL_URL";
+/// The same server over TLS (`scripts/redis` sets it).
+pub const TLS_URL_ENV: &str = "LOCKUTILS_TEST_REDIS_TLS_URL";
 /// A script that restarts the test server (`--keep` keeps its keys).
 pub const RESTART_ENV: &str = "LOCKUTILS_TEST_REDIS_RESTART";
 /// The test server's PID file.
@@ -44,6 +46,22 @@ pub fn sentinel_url() -> Option<String> {
     Some(std::env::var(SENTINEL_URL_ENV).unwrap_or_else(|_| {
         panic!("{SENTINEL_URL_ENV} is not set: run the tests under scripts/redis")
     }))
+}
+
+/// The test server's TLS URL (`rediss://`, with the test CA), or `None` (skip) without a
+/// server.
+pub fn tls_url() -> Option<String> {
+    url()?;
+    Some(
+        std::env::var(TLS_URL_ENV).unwrap_or_else(|_| {
+            panic!("{TLS_URL_ENV} is not set: run the tests under scripts/redis")
+        }),
+    )
+}
+
+/// tooz's form of a `rediss://` URL: `redis://...&ssl=true`.
+pub fn tooz_tls_form(url: &str) -> String {
+    with_options(&url.replacen("rediss://", "redis://", 1), "ssl=true")
 }
 
 /// The test server's URL with `options` (`a=1&b=2`) added.
