@@ -49,6 +49,8 @@
 //!   comes, which is how it sees tooz's releases and expired keys.
 //! - **Release never deletes another's lock** (token check), and a guard dropped after its
 //!   lock was lost reports it (logged by the guard of `lock()`).
+//! - **No fairness**, as in tooz: on a release, every lockutils waiter tries at once and one
+//!   wins; tooz's waiters try at their next poll.
 //!
 //! ## Every lockutils form
 //! Blocking (`acquire()`), non-blocking (`blocking(false)`), timed (`timeout(d)`),
@@ -138,6 +140,8 @@ pub const DEFAULT_NAMESPACE: &str = "_tooz";
 /// The lock timeout (the key's expiry) unless the URL sets `lock_timeout` or `timeout`
 /// (tooz's default).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The shortest lock timeout a URL may set (a held lock is extended every third of it).
+pub const MIN_LOCK_TIMEOUT: Duration = Duration::from_millis(100);
 /// The server's port unless the URL gives one.
 pub const DEFAULT_PORT: u16 = 6379;
 /// How long connecting (socket and authentication) may take, unless the URL sets

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::{
     DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_NAMESPACE,
+    MIN_LOCK_TIMEOUT,
 };
 
 /// Where the server is.
@@ -320,6 +321,12 @@ pub(crate) fn parse(url: &str) -> Result<Options, String> {
     }
     let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
     let lock_timeout = lock_timeout.or(timeout).unwrap_or(DEFAULT_LOCK_TIMEOUT);
+    if lock_timeout < MIN_LOCK_TIMEOUT {
+        return Err(format!(
+            "the lock timeout must be at least {MIN_LOCK_TIMEOUT:?} (a held lock is extended \
+             every third of it), not {lock_timeout:?}"
+        ));
+    }
     Ok(Options {
         endpoint,
         tls,
@@ -464,6 +471,8 @@ mod tests {
                 "HOST:PORT",
             ),
             ("redis://:s3cret@h?ssl_ca_certs=/ca.pem", "need TLS"),
+            ("redis://:s3cret@h?lock_timeout=0.05", "at least 100ms"),
+            ("redis://:s3cret@h?timeout=0.01", "at least 100ms"),
             ("rediss://:s3cret@h?ssl=false", "choose one"),
             ("redis://:s3cret@h?ssl=maybe", "true or false"),
             ("redis://:s3cret@h?ssl=1&sentinel_ssl=1", "not supported"),
