@@ -56,6 +56,11 @@ enum Commands {
         /// or a shared advisory lock on the LOCKUTILS_BACKEND_URL server).
         #[arg(long)]
         shared: bool,
+        /// Take the fair lock: on lock files, the processes waiting for it (lockutils run
+        /// --fair, and lock(name).fair(true).external(true) in Rust) get it in the order
+        /// they asked, first come, first served.
+        #[arg(long)]
+        fair: bool,
         /// Fail at once (exit 75) if the lock is held.
         #[arg(long)]
         nonblocking: bool,
@@ -150,6 +155,7 @@ fn main() {
             prefix,
             lock_path,
             shared,
+            fair,
             nonblocking,
             timeout,
             command,
@@ -160,6 +166,7 @@ fn main() {
                 prefix,
                 lock_path,
                 shared,
+                fair,
                 nonblocking,
                 timeout,
             };

@@ -902,3 +902,43 @@ fn run_takes_the_lock_on_redis_and_list_shows_it() {
         .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "[]");
 }
+
+#[test]
+fn run_fair_serves_waiting_commands_in_the_order_they_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let blocked = || {
+        child::blocked_waiters(&d.path().join("fifo"))
+            + child::blocked_waiters(&d.path().join(".lockutils-fifo").join("fifo"))
+    };
+    let mut holder = Command::new(LOCKUTILS)
+        .args(["run", "fifo", "--fair", "--lock-path", dir, "--"])
+        .args(["sh", "-c", "echo held; read line || true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "held");
+    let order = d.path().join("order");
+    let waiters: Vec<_> = (0..4)
+        .map(|i| {
+            let child = Command::new(LOCKUTILS)
+                .args(["run", "fifo", "--fair", "--lock-path", dir, "--"])
+                .args(["sh", "-c", &format!("echo {i} >> {}", order.display())])
+                .spawn()
+                .unwrap();
+            let started = std::time::Instant::now();
+            while blocked() < i + 1 {
+                assert!(started.elapsed() < child::PATIENCE, "waiter {i} never queued");
+                std::thread::yield_now();
+            }
+            child
+        })
+        .collect();
+    release(holder);
+    for mut waiter in waiters {
+        assert!(waiter.wait().unwrap().success());
+    }
+    assert_eq!(std::fs::read_to_string(order).unwrap(), "0\n1\n2\n3\n");
+}
