@@ -930,7 +930,10 @@ fn run_fair_serves_waiting_commands_in_the_order_they_asked() {
                 .unwrap();
             let started = std::time::Instant::now();
             while blocked() < i + 1 {
-                assert!(started.elapsed() < child::PATIENCE, "waiter {i} never queued");
+                assert!(
+                    started.elapsed() < child::PATIENCE,
+                    "waiter {i} never queued"
+                );
                 std::thread::yield_now();
             }
             child
