@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -264,10 +265,17 @@ fn an_awaiting_task_queues_in_order_and_a_dropped_one_leaves_the_queue() {
             .unwrap_err();
         assert!(err.is_acquire_failed(), "{err}");
     });
+    // A task dropped while it queues (polled once, then dropped) leaves the queue.
+    let mut queued = Box::pin(fair().acquire_async());
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(queued.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(tickets_issued(dir, "tasks"), 2);
+    drop(queued);
     // (The given-up task's helper thread may still wait in the kernel for the lock file, so
     // the order is followed through the tickets the queue gives out.)
     let a = spawn("queue", &["tasks", path_str(dir), "a"]);
-    wait_until("a's ticket", || tickets_issued(dir, "tasks") >= 2);
+    wait_until("a's ticket", || tickets_issued(dir, "tasks") >= 3);
     std::thread::scope(|s| {
         let task = s.spawn(|| {
             futures::executor::block_on(async {
@@ -277,15 +285,17 @@ fn an_awaiting_task_queues_in_order_and_a_dropped_one_leaves_the_queue() {
         });
         // The task polls its place rather than blocking in the kernel: wait for the queue
         // file to show its ticket (after the one given up, and a's).
-        wait_until("the task's ticket", || tickets_issued(dir, "tasks") >= 3);
+        wait_until("the task's ticket", || tickets_issued(dir, "tasks") >= 4);
         let c = spawn("queue", &["tasks", path_str(dir), "c"]);
-        wait_until("c's ticket", || tickets_issued(dir, "tasks") >= 4);
+        wait_until("c's ticket", || tickets_issued(dir, "tasks") >= 5);
         assert_eq!(holder.code(), 0);
         assert_eq!(a.code(), 0);
         task.join().unwrap();
         assert_eq!(c.code(), 0);
     });
     assert_eq!(order(dir), ["a", "task", "c"]);
+    // Nobody is left in the queue: a try gets the lock.
+    assert_eq!(spawn("try", &["tasks", path_str(dir)]).code(), 0);
 }
 
 #[test]
@@ -374,4 +384,25 @@ fn many_processes_with_random_kills_keep_the_count_exact() {
 fn victim_done(child: &Proc) -> bool {
     std::fs::read_to_string(format!("/proc/{}/stat", child.child.id()))
         .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+}
+
+#[test]
+fn removing_the_lock_file_removes_its_queue_file_too() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let fair = || lock("gone").fair(true).external(true).lock_path(dir);
+    drop(fair().acquire().unwrap());
+    assert!(queue_file(dir, "gone").exists());
+    lockutils::remove_external_lock_file("gone", None, Some(dir)).unwrap();
+    assert!(!dir.join("gone").exists());
+    assert!(!queue_file(dir, "gone").exists());
+    // And through lockutils clean's API.
+    drop(fair().acquire().unwrap());
+    let lock_dir = lockutils::lock_dir::LockDirectory::open(dir).unwrap();
+    let removal = lock_dir.remove_if_unused("gone", None).unwrap();
+    assert_eq!(removal, lockutils::lock_dir::Removal::Removed);
+    assert!(!queue_file(dir, "gone").exists());
+    // Used again afterwards: both come back.
+    drop(fair().acquire().unwrap());
+    assert!(dir.join("gone").exists() && queue_file(dir, "gone").exists());
 }

@@ -271,11 +271,13 @@ mod fifo {
         }
     }
 
-    /// The queue of `state`'s lock file, opened (again) if missing, removed since, or
-    /// inherited through `fork`.
+    /// The queue of `state`'s lock file, opened (again) if missing, removed since (one
+    /// `fstat`: a removed queue file would be a queue of its own), or inherited through
+    /// `fork`.
     fn queue_of(state: &mut FileState, name: &str) -> Result<Arc<Queue>, Error> {
         if let Some(queue) = &state.queue
             && queue.is_own()
+            && queue.is_linked().unwrap_or(false)
         {
             return Ok(queue.clone());
         }
