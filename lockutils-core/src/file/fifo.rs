@@ -134,9 +134,11 @@ impl Queue {
         Ok(self.file.metadata()?.nlink() > 0)
     }
 
-    /// Whether nobody (in any process) queues right now: no slot is locked.
+    /// Whether nobody (in any process) queues right now: no slot is locked, and nobody is
+    /// taking a ticket (the ticket lock is free; a process waiting for it shows through
+    /// the one holding it, and that one's slot is locked before the ticket lock is freed).
     pub(crate) fn is_empty(&self) -> io::Result<bool> {
-        self.probe(HEADER, SLOTS * SLOT)
+        self.probe(0, HEADER + SLOTS * SLOT)
     }
 
     /// Takes a ticket and its slot. `Ok(None)` if this file was removed meanwhile (reopen
@@ -201,9 +203,12 @@ impl Queue {
                 break;
             }
             let at = slot_at(earlier);
+            // A read lock: granted once the slot's owner (write-locking it) has left; and,
+            // unlike a write lock, never merged by the kernel with this waiter's own
+            // (adjacent) slot lock, whose waiters a merge or split would wake for nothing.
             if block {
-                self.lock(at, SLOT, true)?;
-            } else if !self.try_lock_range(at, SLOT)? {
+                self.fcntl(libc::F_OFD_SETLKW, libc::F_RDLCK, at, SLOT)?;
+            } else if !self.try_read_range(at, SLOT)? {
                 return Ok(false);
             }
             let mut slot = [0u8; SLOT as usize];
@@ -295,6 +300,16 @@ impl Queue {
     /// One try for a write lock on `[start, start + len)`; `false` if anyone holds a part.
     fn try_lock_range(&self, start: u64, len: u64) -> io::Result<bool> {
         match self.fcntl(libc::F_OFD_SETLK, libc::F_WRLCK, start, len) {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One try for a read lock on `[start, start + len)`; `false` if anyone write-locks a
+    /// part.
+    fn try_read_range(&self, start: u64, len: u64) -> io::Result<bool> {
+        match self.fcntl(libc::F_OFD_SETLK, libc::F_RDLCK, start, len) {
             Ok(_) => Ok(true),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
             Err(e) => Err(e),
