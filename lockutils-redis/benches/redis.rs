@@ -11,7 +11,8 @@
 //! `LOCKUTILS_OSLO_PYTHON` names the virtualenv's python). The holder is played by the bench
 //! itself on the wire (the key set to a token; released by the release script), with a random
 //! pause before each release so that polling is not in phase with it. Medians and 99th
-//! percentiles are printed, and written to `$LOCKUTILS_BENCH_OUT/redis.json` if that is set.
+//! percentiles are printed, and written to `$LOCKUTILS_BENCH_OUT/redis_handoff.json` if that
+//! is set (for the report of `scripts/bench-compare`).
 //!
 //! Needs a server: `scripts/redis -- cargo bench -p lockutils-redis`
 //! (`LOCKUTILS_BENCH_SMOKE=1`: a few rounds only).
@@ -113,19 +114,27 @@ fn main() {
     let rounds = if smoke { 3 } else { 100 };
     let mut results = Vec::new();
     let announced = handoff_lockutils(redis, rounds, RELEASE_ANNOUNCED);
-    results.push(("lockutils waiter, lockutils release (announced)", announced));
+    results.push((
+        "lockutils",
+        "lockutils waiter, lockutils release (announced)",
+        announced,
+    ));
     let silent = handoff_lockutils(redis, rounds, RELEASE_SILENT);
-    results.push(("lockutils waiter, tooz release (polling)", silent));
+    results.push((
+        "lockutils_after_tooz",
+        "lockutils waiter, tooz release (polling)",
+        silent,
+    ));
     match std::env::var("LOCKUTILS_OSLO_PYTHON") {
         Ok(python) if !python.is_empty() => {
             let tooz = handoff_tooz(redis, &url, &python, rounds);
-            results.push(("tooz waiter", tooz));
+            results.push(("tooz", "tooz waiter", tooz));
         }
         _ => eprintln!("tooz handoff skipped: LOCKUTILS_OSLO_PYTHON is not set"),
     }
     let mut json = Vec::new();
     println!("\nhandoff: release -> the waiter has the lock ({rounds} rounds)");
-    for (what, mut samples) in results {
+    for (key, what, mut samples) in results {
         samples.sort();
         let median = samples[samples.len() / 2];
         let p99 = samples[(samples.len() * 99 / 100).min(samples.len() - 1)];
@@ -135,14 +144,15 @@ fn main() {
             ms(p99)
         );
         json.push(format!(
-            "{{\"case\":\"{what}\",\"median_ms\":{:.4},\"p99_ms\":{:.4},\"rounds\":{rounds}}}",
-            ms(median),
-            ms(p99)
+            "\"{key}\":{{\"case\":\"{what}\",\"median_ns\":{},\"p99_ns\":{},\"rounds\":{rounds}}}",
+            median.as_nanos(),
+            p99.as_nanos()
         ));
     }
+    // For scripts/bench-compare's report: an object by waiter, times in nanoseconds.
     if let Ok(dir) = std::env::var("LOCKUTILS_BENCH_OUT") {
-        let path = std::path::Path::new(&dir).join("redis.json");
-        std::fs::write(&path, format!("[{}]\n", json.join(","))).unwrap();
+        let path = std::path::Path::new(&dir).join("redis_handoff.json");
+        std::fs::write(&path, format!("{{{}}}\n", json.join(","))).unwrap();
     }
 }
 

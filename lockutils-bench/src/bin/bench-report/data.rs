@@ -474,6 +474,34 @@ pub(crate) fn rows(s: &Sources) -> Vec<Row> {
             s.crit("external_handoff/release_to_awaiting_task"),
         ),
         Row::new(
+            "Redis lock, uncontended (acquire+release)",
+            Time,
+            s.crit("redis_uncontended/lock_external_backend"),
+        )
+        .baseline(
+            "bare `PING` round trip",
+            s.crit("redis_uncontended/ping_round_trip"),
+        )
+        .goal(BaselineRatioAtMost(2.5)),
+        Row::new(
+            "Redis handoff to a lockutils waiter, median",
+            Time,
+            s.data("redis_handoff", "/lockutils/median_ns"),
+        )
+        .baseline(
+            "tooz waiter (polls every 0.1 s)",
+            s.data("redis_handoff", "/tooz/median_ns"),
+        ),
+        Row::new(
+            "Redis handoff to a lockutils waiter, p99",
+            Time,
+            s.data("redis_handoff", "/lockutils/p99_ns"),
+        )
+        .baseline(
+            "tooz waiter (polls every 0.1 s)",
+            s.data("redis_handoff", "/tooz/p99_ns"),
+        ),
+        Row::new(
             "distinct names, per name",
             Time,
             s.crit("scale/distinct_names"),

@@ -111,6 +111,12 @@ pub(crate) fn markdown(rows: &[Row], s: &Sources, args: &Args) -> String {
          (`lock(name).fair(true).external(true)`) queues the processes first come, first \
          served. The wait per acquisition is from asking for the lock to holding it, over all \
          four processes' acquisitions.",
+        "Redis: over loopback, beside a throw-away redis-server that scripts/redis starts. \
+         Uncontended: the in-process lock, then the acquire and release scripts (two round \
+         trips). Handoff: the benchmark holds the key and releases it at a random point of \
+         tooz's 0.1 s polling period, with lockutils' release script, which announces the \
+         release on a channel: a lockutils waiter is woken by the announcement, a tooz 9.1.0 \
+         waiter polls.",
         "Handoff to another process: the holder releases once the waiter is blocked in the \
          kernel (seen in `/proc/locks`); both read `CLOCK_MONOTONIC`. oslo's waiter polls with a \
          sleep that grows to 100 ms, so its holder keeps the lock 100–400 ms (spread evenly) \
