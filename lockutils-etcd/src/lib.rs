@@ -197,6 +197,8 @@ pub struct HeldKey {
     pub ttl_left: Option<Duration>,
     /// The key's create revision: the holder's fencing token.
     pub revision: i64,
+    /// The holder's lease id (0: none), as `etcdctl lease timetolive` takes it (in hex).
+    pub lease: i64,
 }
 
 /// External locks on one etcd endpoint: what [`backend`] returns and [`install`] registers.
@@ -225,7 +227,11 @@ impl EtcdBackend {
         let gw = gateway::Gateway::new(&options)
             .map_err(|reason| Error::backend("", options.target.clone(), reason))?;
         Ok(EtcdBackend {
-            inner: Arc::new(Inner { gw, options }),
+            inner: Arc::new(Inner {
+                gw,
+                options,
+                waiting: Mutex::default(),
+            }),
         })
     }
 
@@ -273,12 +279,19 @@ impl EtcdBackend {
                     name: String::from_utf8_lossy(&kv.key[strip..]).into_owned(),
                     ttl_left,
                     revision: kv.create_revision,
+                    lease: kv.lease,
                 });
             }
             Ok::<_, gateway::Fail>(out)
         })
         .map_err(|reason| Error::backend(&what, self.target().to_owned(), reason))?;
         result.map_err(|fail| self.inner.error(&what, &fail))
+    }
+
+    /// How many acquires of this process wait on etcd (watching the key) for the lock of
+    /// `key` now: for tests and diagnostics.
+    pub fn waiting(&self, key: &[u8]) -> usize {
+        self.inner.waiting.lock().get(key).copied().unwrap_or(0)
     }
 
     /// One bare round trip pair, `put` then `delete` of `key` (no lease, no transaction): the

@@ -1,6 +1,7 @@
 //! Taking, keeping and letting go of one lock: tooz's key and transaction, one lease per
 //! acquire, waiting on a watch, a keep-alive task per held lock.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,33 @@ use crate::options::Options;
 pub(crate) struct Inner {
     pub gw: Gateway,
     pub options: Options,
+    /// Acquires of this backend waiting on a watch, per key.
+    pub waiting: Mutex<HashMap<Vec<u8>, usize>>,
+}
+
+/// Counts one waiter of a key while it lives.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    key: &'a [u8],
+}
+
+impl<'a> Waiting<'a> {
+    fn new(inner: &'a Inner, key: &'a [u8]) -> Self {
+        *inner.waiting.lock().entry(key.to_vec()).or_default() += 1;
+        Waiting { inner, key }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.inner.waiting.lock();
+        if let Some(count) = waiting.get_mut(self.key) {
+            *count -= 1;
+            if *count == 0 {
+                waiting.remove(self.key);
+            }
+        }
+    }
 }
 
 /// One lease of an acquire: granted once, refreshed while the acquire waits, attached to the
@@ -247,6 +275,7 @@ impl Inner {
         lease: &mut Lease,
     ) -> Result<(), Fail> {
         let mut watch = self.gw.watch(key, revision + 1).await?;
+        let _waiting = Waiting::new(self, key);
         loop {
             let refresh_at = lease.confirmed + lease.period();
             tokio::select! {

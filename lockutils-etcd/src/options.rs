@@ -37,6 +37,7 @@ pub const OPTIONS: &[&str] = &[
     "cert_cert",
     "protocol",
     "api_version",
+    "membership_timeout",
     "key_prefix",
     "connect_timeout",
     "answer_timeout",
@@ -134,6 +135,11 @@ impl Options {
                         ));
                     }
                 },
+                // tooz's group membership lease: nothing to do with locks, accepted so that one
+                // URL serves both.
+                "membership_timeout" => {
+                    whole_seconds(&name, &value)?;
+                }
                 "key_prefix" => {
                     if value.is_empty() {
                         return Err("option key_prefix is empty: every lock would share the \
