@@ -114,18 +114,19 @@
 #![warn(missing_docs)]
 
 pub use lockutils_core::{
-    AcquireFuture, BACKEND_URL_ENV, BackendFactory, external_backend, lock_file_name, redact_url,
-    register_backend, set_external_backend,
+    AcquireFuture, BACKEND_URL_ENV, BackendFactory, HeldExternalLock, backend_for_url,
+    external_backend, lock_file_name, redact_url, register_backend, set_external_backend,
 };
 pub use lockutils_core::{
     AsyncLockGuard, AsyncReadGuard, AsyncWriteGuard, DEFAULT_DELAY, Error, ExternalBackend,
-    ExternalCache, ExternalTarget, FairLock, FairLocks, FileBackend, InterProcessGuard,
-    InterProcessLock, InterProcessReadGuard, InterProcessReaderWriterLock, InterProcessWriteGuard,
-    LOCK_PATH_ENV, LOG_TARGET, LockBuilder, LockConfig, LockGuard, MAX_KEPT_DESCRIPTORS, Mode,
-    Named, NamedSemaphore, Owner, Prefix, ReadGuard, ReaderWriterLock, Semaphore, SemaphoreGuard,
-    Semaphores, Wait, WriteGuard, configure, current_config, external_lock, get_lock_path,
-    internal_fair_lock, internal_lock, lock, lock_file_path, lock_with_prefix, parse_duration,
-    remove_external_lock_file, remove_external_lock_file_with_prefix, set_defaults,
+    ExternalCache, ExternalTarget, FairLock, FairLocks, FileBackend, GuardNoSend, GuardSend,
+    InterProcessGuard, InterProcessLock, InterProcessReadGuard, InterProcessReaderWriterLock,
+    InterProcessWriteGuard, LOCK_PATH_ENV, LOG_TARGET, LockBuilder, LockConfig, LockGuard,
+    MAX_KEPT_DESCRIPTORS, Mode, Named, NamedSemaphore, Owner, Prefix, RawGuard, RawLock, ReadGuard,
+    ReadSide, ReaderWriterLock, Semaphore, SemaphoreGuard, Semaphores, Wait, WriteGuard, WriteSide,
+    configure, current_config, external_lock, get_lock_path, internal_fair_lock, internal_lock,
+    lock, lock_file_path, lock_with_prefix, parse_duration, remove_external_lock_file,
+    remove_external_lock_file_with_prefix, set_defaults,
 };
 pub use lockutils_core::{DEFAULT_DIRECTORY_MODE, lock_directory_mode, set_lock_directory_mode};
 pub use lockutils_macros::{synchronized, synchronized_with_prefix};

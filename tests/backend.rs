@@ -3,10 +3,12 @@
 //! process-wide.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use lockutils::{
-    Error, ExternalBackend, ExternalCache, ExternalTarget, FileBackend, LockConfig, Wait,
-    configure, lock, register_backend, set_external_backend, synchronized,
+    Error, ExternalBackend, ExternalCache, ExternalTarget, FileBackend, HeldExternalLock,
+    LockConfig, Wait, backend_for_url, configure, lock, register_backend, set_external_backend,
+    synchronized,
 };
 
 /// A backend that only counts, standing in for a server.
@@ -55,6 +57,17 @@ impl ExternalBackend for Counting {
 
     fn fencing_token(&self, _cache: &mut ExternalCache) -> Option<i64> {
         Some(7)
+    }
+
+    fn list_held(&self, prefix: Option<&str>) -> Result<Vec<HeldExternalLock>, Error> {
+        let all = [
+            HeldExternalLock::new("app-a").with_expires_in(Duration::from_secs(5)),
+            HeldExternalLock::new("other").with_detail("lease 1"),
+        ];
+        Ok(all
+            .into_iter()
+            .filter(|l| prefix.is_none_or(|p| l.name.starts_with(p)))
+            .collect())
     }
 }
 
@@ -118,6 +131,23 @@ fn the_backend_comes_from_the_lock_then_code_then_the_url_then_files() {
     synchronized_site().unwrap();
     assert_eq!(BY_URL.counts(), (2, 2));
     assert!(!file("by-config").exists());
+
+    // The backend of a URL, for tools: the same one, listing what its server holds.
+    let backend = backend_for_url("memory://app:hunter2@store/locks").unwrap();
+    let held = backend.list_held(Some("app-")).unwrap();
+    assert_eq!(
+        held,
+        [HeldExternalLock::new("app-a").with_expires_in(Duration::from_secs(5))]
+    );
+    assert_eq!(backend.list_held(None).unwrap().len(), 2);
+    let Err(err) = backend_for_url("nosuch://u:hunter2@h") else {
+        panic!("a scheme nobody registered has no backend");
+    };
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    // A backend that cannot list says so.
+    let err = FileBackend.list_held(None).unwrap_err();
+    assert!(err.to_string().contains("cannot list"), "{err}");
 
     // A nested fair lock keeps the outer one's external lock; another backend is refused.
     let outer = lock("nested").fair(true).external(true).acquire().unwrap();

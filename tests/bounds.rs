@@ -24,4 +24,10 @@ fn bounds() {
     check_send::<lockutils::SemaphoreGuard<'static>>();
     // Sharing a guard by reference between threads is fine where its lock is.
     check_sync::<lockutils::SemaphoreGuard<'static>>();
+    // The raw locks: a guard of a lock held per process (not per thread) may move.
+    check_send_sync::<lockutils::ReadSide>();
+    check_send_sync::<lockutils::WriteSide>();
+    check_send::<lockutils::RawGuard<'static, lockutils::InterProcessLock>>();
+    check_send::<lockutils::RawGuard<'static, lockutils::Semaphore>>();
+    check_send::<lockutils::InterProcessGuard<'static>>();
 }

@@ -460,11 +460,26 @@ fn exclusion_holds_while_the_registries_sweep_concurrently() {
 
 #[test]
 fn releasing_a_fair_level_by_hand_cannot_free_a_held_lock() {
-    // A guard's level released by hand, then a sweep: the guard still keeps its entry, and
-    // dropping it later must not touch another holder's lock.
+    // A level taken by hand under a guard's, released by hand, then a sweep: the guard still
+    // keeps its entry and its lock (pinned, with no reference count), and dropping it later
+    // releases exactly its own level. (Releasing the guard's own level by hand is what
+    // `release_write`'s `unsafe` contract excludes.)
     let stale = lock("by-hand").fair(true).acquire().unwrap();
-    internal_fair_lock("by-hand").release_write().unwrap();
+    let by_hand = internal_fair_lock("by-hand");
+    by_hand.acquire_write().unwrap();
+    // SAFETY: releases the level taken by hand just above, on this thread.
+    unsafe { by_hand.release_write() }.unwrap();
+    drop(by_hand);
     FairLocks::global().len(); // sweeps whatever is idle
+    thread::scope(|s| {
+        s.spawn(|| {
+            let busy = lock("by-hand").fair(true).blocking(false).acquire();
+            assert!(
+                busy.unwrap_err().is_acquire_failed(),
+                "the guard's level was lost"
+            );
+        });
+    });
     let (held_tx, held_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     thread::scope(|s| {
@@ -473,18 +488,65 @@ fn releasing_a_fair_level_by_hand_cannot_free_a_held_lock() {
             held_tx.send(()).unwrap();
             done_rx.recv().unwrap();
         });
+        drop(stale); // the last level: the lock goes to the waiter
         held_rx.recv().unwrap();
-        drop(stale); // its level is gone: nothing to release, and nothing else released
         thread::scope(|s2| {
             s2.spawn(|| {
                 let busy = lock("by-hand").fair(true).blocking(false).acquire();
-                assert!(
-                    busy.unwrap_err().is_acquire_failed(),
-                    "a stale guard freed g2's lock"
-                );
+                assert!(busy.unwrap_err().is_acquire_failed(), "g2 holds the lock");
             });
         });
         done_tx.send(()).unwrap();
+    });
+}
+
+#[test]
+fn pinned_fair_levels_survive_sweeps_out_of_order_drops_and_timeouts() {
+    // Fair guards of the global registry hold their entry by the lock alone (pinned). Nested
+    // levels dropped in either order, timed-out waiters leaving and sweeps racing must keep
+    // the entry alive until the last level's release, and exclusion exact.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let counter = RacyCounter::default();
+    thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                FairLocks::global().len();
+            }
+        });
+        let workers: Vec<_> = (0..3u32)
+            .map(|t| {
+                let counter = &counter;
+                s.spawn(move || {
+                    let mut got = 0;
+                    for i in 0..10_000u32 {
+                        let builder = lock("pinned-fair").fair(true);
+                        let builder = if (i + t) % 3 == 0 {
+                            builder.timeout(Duration::from_micros(u64::from(i % 50)))
+                        } else {
+                            builder
+                        };
+                        let Ok(outer) = builder.acquire() else {
+                            continue;
+                        };
+                        let inner = lock("pinned-fair").fair(true).acquire().unwrap();
+                        got += 1;
+                        if i % 2 == 0 {
+                            drop(outer);
+                            // The inner level alone must still exclude the others.
+                            counter.increment();
+                            drop(inner);
+                        } else {
+                            counter.increment();
+                            drop((inner, outer));
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        let total: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(counter.get(), total);
     });
 }
 

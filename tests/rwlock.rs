@@ -196,9 +196,12 @@ fn write_read_write_nests() {
     rw.acquire_read();
     rw.acquire_write().unwrap();
     assert!(rw.is_writer() && rw.is_reader());
-    rw.release_write().unwrap();
-    rw.release_read().unwrap();
-    rw.release_write().unwrap();
+    // SAFETY: each level released was taken by hand, just above, on this thread.
+    unsafe {
+        rw.release_write().unwrap();
+        rw.release_read().unwrap();
+        rw.release_write().unwrap();
+    }
     assert_eq!(rw.owner(), None);
 }
 
@@ -291,20 +294,23 @@ fn both_sides_are_reentrant() {
 #[test]
 fn releasing_what_you_do_not_hold_is_an_error() {
     let rw = ReaderWriterLock::with_name("rel");
-    let err = rw.release_write().unwrap_err();
+    // SAFETY: nothing is held, so nothing can be released (each call only reports that).
+    let err = unsafe { rw.release_write() }.unwrap_err();
     assert!(matches!(err, Error::NotHeld { side: "write", .. }));
     assert_eq!(
         err.to_string(),
         "lock rel: cannot release the write lock, this thread does not hold it"
     );
     assert!(matches!(
-        rw.release_read(),
+        // SAFETY: as above.
+        unsafe { rw.release_read() },
         Err(Error::NotHeld { side: "read", .. })
     ));
     // Held by another thread is not held by this one.
     let _w = rw.write().unwrap();
     thread::scope(|s| {
-        s.spawn(|| assert!(rw.release_write().is_err()));
+        // SAFETY: this thread holds nothing, so nothing is released.
+        s.spawn(|| assert!(unsafe { rw.release_write() }.is_err()));
     });
     assert!(rw.is_writer());
 }

@@ -229,14 +229,74 @@ fn awaited_shared_locks_run_together() {
                 .await
                 .unwrap(),
         );
-        // Not yet: an awaited shared *external* lock is refused clearly.
-        let err = lock("shared-async")
+    });
+}
+
+#[test]
+fn awaited_shared_external_locks_share_the_lock_file() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = path_str(d.path());
+    let shared = || {
+        lock("async-table")
             .shared(true)
             .external(true)
+            .lock_path(dir)
+    };
+    futures::executor::block_on(async {
+        let one = shared().acquire_async().await.unwrap();
+        assert!(one.is_external());
+        // A second task joins the read lock this process holds, without waiting.
+        let two = shared().blocking(false).acquire_async().await.unwrap();
+        assert_eq!(spawn("try-shared", &["async-table", dir]).code(), 0);
+        assert_eq!(spawn("try-exclusive", &["async-table", dir]).code(), 1);
+        drop(one);
+        // The last shared holder keeps the file's read lock.
+        assert_eq!(spawn("try-exclusive", &["async-table", dir]).code(), 1);
+        drop(two);
+        assert_eq!(spawn("try-exclusive", &["async-table", dir]).code(), 0);
+        // Another process holding it exclusively: a timed shared wait gives up cleanly.
+        let mut writer = spawn("hold-exclusive", &["async-table", dir]);
+        writer.expect("held");
+        let err = shared()
+            .timeout(std::time::Duration::from_millis(50))
             .acquire_async()
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidOptions { .. }), "{err}");
+        assert!(err.is_acquire_failed(), "{err}");
+        assert_eq!(writer.code(), 0);
+    });
+}
+
+#[test]
+fn a_shared_holder_waiting_for_the_file_does_not_hold_up_another_past_its_timeout() {
+    // One thread waits (without a timeout) for the file's read lock, which another process
+    // holds exclusively; a second shared holder of the name, with a timeout, must give up
+    // at its timeout, not wait behind the first for as long as the first waits.
+    let d = tempfile::tempdir().unwrap();
+    let dir = path_str(d.path());
+    let mut writer = spawn("hold-exclusive", &["gate", dir]);
+    writer.expect("held");
+    let shared = || lock("gate").shared(true).external(true).lock_path(dir);
+    thread::scope(|s| {
+        let first = s.spawn(|| shared().acquire().map(drop));
+        child::wait_for_blocked_waiters(&d.path().join("gate"), 1);
+        for _ in 0..2 {
+            let err = shared()
+                .timeout(std::time::Duration::from_millis(20))
+                .acquire()
+                .unwrap_err();
+            assert!(err.is_acquire_failed(), "{err}");
+            let err = futures::executor::block_on(
+                shared()
+                    .timeout(std::time::Duration::from_millis(20))
+                    .acquire_async(),
+            )
+            .unwrap_err();
+            assert!(err.is_acquire_failed(), "{err}");
+        }
+        // The writer ends: the first waiter gets the read lock.
+        assert_eq!(writer.code(), 0);
+        first.join().unwrap().unwrap();
     });
 }
 

@@ -30,7 +30,7 @@ fn open_dir(program: &str, dir: &std::path::Path) -> Result<LockDirectory, i32> 
     })
 }
 
-fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     let mut out = String::from("\"");
     for c in text.chars() {
         match c {

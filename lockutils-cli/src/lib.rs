@@ -20,11 +20,13 @@
 #![warn(missing_docs)]
 
 mod dir;
+mod held;
 mod run;
 mod supervise;
 mod wrapper;
 
 pub use dir::{CleanOptions, clean, list};
+pub use held::list_held;
 pub use run::{RunOptions, run};
 pub use supervise::{exit_code, run_command};
 pub use wrapper::wrapper;

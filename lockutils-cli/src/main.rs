@@ -67,13 +67,18 @@ enum Commands {
         command: Vec<OsString>,
     },
     /// List the lock files of a directory: held or free, shared or exclusive, and the
-    /// holder's PID where the OS reports one ("unknown" otherwise).
+    /// holder's PID where the OS reports one ("unknown" otherwise). With --backend-url, the
+    /// locks held on that server instead (name, time left before it expires unless renewed).
     ///
     /// Example: lockutils list --lock-path /var/lib/nova/tmp --json
     List {
         /// Lock directory (default: $OSLO_LOCK_PATH).
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "backend_url")]
         lock_path: Option<PathBuf>,
+        /// List the locks held on this server (a URL of a registered backend, such as
+        /// etcd3+http://host:2379) instead of a lock directory.
+        #[arg(long, value_name = "URL")]
+        backend_url: Option<String>,
         /// Only lock files with this prefix (PREFIX-NAME).
         #[arg(long)]
         prefix: Option<String>,
@@ -160,10 +165,17 @@ fn main() {
         }
         Commands::Wrapper { command } => lockutils_cli::wrapper("lockutils wrapper", &command),
         Commands::List {
+            backend_url: Some(url),
+            prefix,
+            json,
+            ..
+        } => lockutils_cli::list_held(&url, prefix.as_deref(), json),
+        Commands::List {
             lock_path,
             prefix,
             json,
             verbose,
+            backend_url: None,
         } => match lock_dir(lock_path) {
             Some(dir) => lockutils_cli::list(&dir, prefix.as_deref(), json, verbose),
             None => lockutils_cli::EXIT_USAGE,

@@ -228,6 +228,39 @@ fn help_and_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("parsecs"));
 }
 
+#[test]
+fn list_backend_url_errors_name_the_server_without_its_password() {
+    // A scheme nobody registered: a usage error, saying how to fix it.
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--backend-url", "nosuch://u:hunter2@h/x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nosuch://u:***@h/x"), "{stderr}");
+    assert!(stderr.contains("no external-lock backend"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // A registered backend that cannot list its locks says so (nothing is connected).
+    let out = Command::new(LOCKUTILS)
+        .args([
+            "list",
+            "--backend-url",
+            "postgres://u:hunter2@127.0.0.1:1/db",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot list"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // A directory and a server at once: a usage error.
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--backend-url", "x://", "--lock-path", "/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
 /// Starts `lockutils run NAME` holding the lock in `dir` until its stdin closes.
 fn holding_run(dir: &str, name: &str, shared: bool) -> std::process::Child {
     let mut args = vec!["run", name, "--lock-path", dir];

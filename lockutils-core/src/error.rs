@@ -5,6 +5,10 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The `tracing` target of every log line lockutils writes (oslo's lines, and the warnings
+/// of releases that failed where no caller could be told).
+pub const LOG_TARGET: &str = "lockutils";
+
 /// Everything that can go wrong when taking or releasing a lock.
 ///
 /// Every variant names the lock it concerns. The type is `Send + Sync + 'static`, so it travels

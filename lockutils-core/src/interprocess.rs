@@ -12,7 +12,8 @@ use parking_lot::Mutex;
 use crate::error::Error;
 use crate::file::{DEFAULT_DELAY, HeldFile, LockFile, Mode};
 use crate::file_wait::{FileSlot, lock_async};
-use crate::queue::{Acquire, AcquireUntil, MAX_PERMITS, RawSemaphore, Wait};
+use crate::queue::{Acquire, MAX_PERMITS, Permits, RawSemaphore, Wait};
+use crate::raw::{GuardSend, RawLock};
 
 /// A lock file of its own: oslo's `external_lock(...)`, fasteners' `InterProcessLock`.
 ///
@@ -88,24 +89,11 @@ impl GatedFile {
     /// the thread (see `file_wait`). Cancel-safe.
     async fn acquire_async(&self, permits: usize, mode: Mode, wait: Wait) -> Result<(), Error> {
         let deadline = wait.deadline();
-        let entered = match (wait, deadline) {
-            (Wait::Never, _) => self.gate.try_acquire(permits),
-            (Wait::For(_), Some(deadline)) => {
-                AcquireUntil::new(&self.gate, permits, deadline).await
-            }
-            (Wait::For(_), None) | (Wait::Forever, _) => {
-                Acquire::new(&self.gate, permits).await;
-                true
-            }
-        };
-        if !entered {
+        if !self.gate.acquire_async(permits, wait, deadline).await {
             return Err(Error::acquire_failed(&self.name, wait.waited()));
         }
         // Gives the gate back if this future is dropped while the file is awaited.
-        let gate = Permits {
-            gate: &self.gate,
-            permits,
-        };
+        let gate = Permits::taken(&self.gate, permits);
         fn slot(slot: &mut FileSlot) -> &mut FileSlot {
             slot
         }
@@ -121,7 +109,7 @@ impl GatedFile {
         )
         .await
         .map_err(|e| e.with_waited(wait))?;
-        std::mem::forget(gate);
+        gate.keep();
         Ok(())
     }
 
@@ -137,19 +125,6 @@ impl GatedFile {
         let result = self.slot.lock().release(&self.name);
         self.gate.release(permits);
         result
-    }
-}
-
-/// Permits of an in-process semaphore held while something else is awaited: given back when
-/// dropped (an error, a cancelled future), kept by forgetting this on success.
-struct Permits<'a> {
-    gate: &'a RawSemaphore,
-    permits: usize,
-}
-
-impl Drop for Permits<'_> {
-    fn drop(&mut self) {
-        self.gate.release(self.permits);
     }
 }
 
@@ -189,7 +164,9 @@ impl InterProcessLock {
     }
 
     fn acquire_with(&self, wait: Wait) -> Result<InterProcessGuard<'_>, Error> {
-        self.inner.acquire(1, Mode::Exclusive, wait)?;
+        if !self.lock_with(wait)? {
+            return Err(Error::acquire_failed(&self.inner.name, wait.waited()));
+        }
         Ok(InterProcessGuard {
             lock: self,
             released: false,
@@ -216,6 +193,42 @@ impl InterProcessLock {
             lock: self,
             released: false,
         })
+    }
+}
+
+// SAFETY: the gate (one permit) excludes this process's other users, and the file's OS lock
+// every other process; a hold is released by giving both back, from any thread (the file
+// lock belongs to the open file description, not to a thread).
+unsafe impl RawLock for InterProcessLock {
+    type GuardMarker = GuardSend;
+
+    fn lock(&self) -> Result<(), Error> {
+        self.inner.acquire(1, Mode::Exclusive, Wait::Forever)
+    }
+
+    fn try_lock(&self) -> Result<bool, Error> {
+        busy_is_false(self.inner.acquire(1, Mode::Exclusive, Wait::Never))
+    }
+
+    fn try_lock_until(&self, deadline: Instant) -> Result<bool, Error> {
+        let wait = Wait::For(deadline.saturating_duration_since(Instant::now()));
+        busy_is_false(self.inner.acquire(1, Mode::Exclusive, wait))
+    }
+
+    unsafe fn unlock(&self) {
+        if let Err(e) = self.inner.release(1) {
+            // Released all the same (the descriptor is closed); only the report is lost.
+            tracing::warn!(target: crate::error::LOG_TARGET, "{e}");
+        }
+    }
+}
+
+/// An acquire's result as a raw lock reports it: busy is `Ok(false)`.
+fn busy_is_false(result: Result<(), Error>) -> Result<bool, Error> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_acquire_failed() => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -248,7 +261,9 @@ impl InterProcessGuard<'_> {
 impl Drop for InterProcessGuard<'_> {
     fn drop(&mut self) {
         if !self.released {
-            let _ = self.lock.inner.release(1);
+            // SAFETY: the guard stands for the hold its acquire took, released only here or
+            // in `release`, which marks it released.
+            unsafe { self.lock.unlock() }
         }
     }
 }
@@ -301,16 +316,10 @@ impl InterProcessReaderWriterLock {
     /// waits for the file in the kernel). Cancel-safe; the guard is `Send`.
     pub async fn read_async(&self) -> Result<InterProcessReadGuard<'_>, Error> {
         Acquire::new(&self.inner.gate, 1).await;
-        let gate = Permits {
-            gate: &self.inner.gate,
-            permits: 1,
-        };
+        let gate = Permits::taken(&self.inner.gate, 1);
         if !self.join_readers() {
             Acquire::new(&self.first, 1).await;
-            let _first = Permits {
-                gate: &self.first,
-                permits: 1,
-            };
+            let _first = Permits::taken(&self.first, 1);
             if !self.join_readers() {
                 fn slot(slot: &mut FileSlot) -> &mut FileSlot {
                     slot
@@ -329,7 +338,7 @@ impl InterProcessReaderWriterLock {
                 *self.readers.lock() += 1;
             }
         }
-        std::mem::forget(gate);
+        gate.keep();
         Ok(InterProcessReadGuard { lock: self })
     }
 
@@ -370,26 +379,20 @@ impl InterProcessReaderWriterLock {
 
     fn read_with(&self, wait: Wait) -> Result<InterProcessReadGuard<'_>, Error> {
         let deadline = self.inner.enter(1, wait)?;
-        let gate = Permits {
-            gate: &self.inner.gate,
-            permits: 1,
-        };
+        let gate = Permits::taken(&self.inner.gate, 1);
         if !self.join_readers() {
             // The first reader takes the file's read lock for all of them; others wait for it
             // within what `wait` allows.
             if !self.first.acquire_with(1, wait.remaining(deadline)) {
                 return Err(Error::acquire_failed(&self.inner.name, wait.waited()));
             }
-            let _first = Permits {
-                gate: &self.first,
-                permits: 1,
-            };
+            let _first = Permits::taken(&self.first, 1);
             if !self.join_readers() {
                 self.inner.lock_file(Mode::Shared, wait, deadline)?;
                 *self.readers.lock() += 1;
             }
         }
-        std::mem::forget(gate);
+        gate.keep();
         Ok(InterProcessReadGuard { lock: self })
     }
 

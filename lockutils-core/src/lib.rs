@@ -34,13 +34,17 @@ pub mod lock;
 pub mod lock_dir;
 mod oslo;
 mod queue;
+pub mod raw;
 mod registry;
 pub mod rwlock;
 pub mod semaphore;
 mod sync;
 mod timer;
 
-pub use backend::{BackendFactory, external_backend, register_backend, set_external_backend};
+pub use backend::{
+    BackendFactory, HeldExternalLock, backend_for_url, external_backend, register_backend,
+    set_external_backend,
+};
 pub use config::{
     BACKEND_URL_ENV, LOCK_PATH_ENV, LockConfig, configure, current_config, get_lock_path,
     lock_file_name, lock_file_path, parse_duration, redact_url, set_defaults,
@@ -57,6 +61,10 @@ pub use file::{DEFAULT_DIRECTORY_MODE, lock_directory_mode, set_lock_directory_m
 pub use lock::{AsyncLockGuard, LOG_TARGET, LockBuilder, LockGuard, lock};
 pub use oslo::{internal_fair_lock, internal_lock};
 pub use queue::{Mode, Wait};
+pub use raw::{GuardNoSend, GuardSend, RawGuard, RawLock};
 pub use registry::Named;
-pub use rwlock::{AsyncReadGuard, AsyncWriteGuard, Owner, ReadGuard, ReaderWriterLock, WriteGuard};
+pub use rwlock::{
+    AsyncReadGuard, AsyncWriteGuard, Owner, ReadGuard, ReadSide, ReaderWriterLock, WriteGuard,
+    WriteSide,
+};
 pub use semaphore::{NamedSemaphore, Semaphore, SemaphoreGuard, Semaphores};

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::sync::{
     Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Thread, current, park, park_timeout,
 };
+use crate::timer::Deadline;
 
 const QUEUED: usize = 1;
 const SHIFT: u32 = 1;
@@ -201,41 +202,6 @@ impl std::future::Future for Acquire<'_> {
     }
 }
 
-/// [`Acquire`] with a deadline: `true` if the permits were taken, `false` (nothing held or
-/// queued) once the deadline passed.
-pub(crate) struct AcquireUntil<'a> {
-    acquire: Acquire<'a>,
-    sleep: crate::timer::Sleep,
-}
-
-impl<'a> AcquireUntil<'a> {
-    pub(crate) fn new(sem: &'a RawSemaphore, n: usize, deadline: Instant) -> Self {
-        Self {
-            acquire: Acquire::new(sem, n),
-            sleep: crate::timer::Sleep::until(deadline),
-        }
-    }
-}
-
-impl std::future::Future for AcquireUntil<'_> {
-    type Output = bool;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<bool> {
-        use std::task::Poll;
-        if std::pin::Pin::new(&mut self.acquire).poll(cx).is_ready() {
-            return Poll::Ready(true);
-        }
-        match std::pin::Pin::new(&mut self.sleep).poll(cx) {
-            // The caller drops this future, and with it the queued acquire.
-            Poll::Ready(()) => Poll::Ready(false),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
 impl Drop for Acquire<'_> {
     fn drop(&mut self) {
         if let Some(waiter) = self.waiter.take()
@@ -244,6 +210,31 @@ impl Drop for Acquire<'_> {
             // Granted just before the cancel: the permits are ours to give back.
             self.sem.release(self.n);
         }
+    }
+}
+
+/// Permits held for a while (an in-process gate passed while something else is waited
+/// for), given back when dropped: on an error, a cancelled future, or the step's end.
+pub(crate) struct Permits<'a> {
+    sem: &'a RawSemaphore,
+    n: usize,
+}
+
+impl<'a> Permits<'a> {
+    /// Stands for `n` permits of `sem` that the caller holds.
+    pub(crate) fn taken(sem: &'a RawSemaphore, n: usize) -> Self {
+        Permits { sem, n }
+    }
+
+    /// Keeps the permits held (they are the caller's again to release).
+    pub(crate) fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Permits<'_> {
+    fn drop(&mut self) {
+        self.sem.release(self.n);
     }
 }
 
@@ -386,6 +377,30 @@ impl RawSemaphore {
                 return self.cancel(&waiter);
             }
             park_timeout(deadline - now);
+        }
+    }
+
+    /// Takes `n` permits as `wait` allows, awaiting them without blocking the thread: the
+    /// async trio, written once over the one [`Acquire`] future (a timed wait is that future
+    /// under a [`Deadline`]). `deadline` is `wait.deadline()`, taken by the caller when its
+    /// whole acquire started. Returns whether the permits were taken; on `false` nothing is
+    /// held or queued. Cancel-safe, as [`Acquire`].
+    pub(crate) async fn acquire_async(
+        &self,
+        n: usize,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> bool {
+        match (wait, deadline) {
+            (Wait::Never, _) => self.try_acquire(n),
+            (Wait::For(_), Some(deadline)) => Deadline::new(Acquire::new(self, n), deadline)
+                .await
+                .is_some(),
+            // No deadline: forever (a timeout past the end of time is none).
+            (Wait::For(_), None) | (Wait::Forever, _) => {
+                Acquire::new(self, n).await;
+                true
+            }
         }
     }
 

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::error::Error;
 use crate::queue::{Acquire, MAX_PERMITS, RawSemaphore, Wait};
+use crate::raw::{GuardNoSend, RawGuard, RawLock};
 use crate::sync::thread_id;
 
 /// A reader/writer lock with per-thread reentrancy and writer preference.
@@ -23,7 +24,10 @@ use crate::sync::thread_id;
 /// - Writer preference: a new reader waits while a writer holds the lock *or waits for it*.
 ///   A thread that already reads may read again even then (else it would deadlock).
 /// - Waiting threads, readers and writers alike, are served in FIFO order.
-/// - Releasing a side the calling thread does not hold is [`Error::NotHeld`].
+/// - Releasing a side by hand ([`release_read`](Self::release_read),
+///   [`release_write`](Self::release_write)) is `unsafe`: only a hold taken by hand may be
+///   released so, never a guard's. Releasing a side the calling thread does not hold is
+///   [`Error::NotHeld`].
 ///
 /// # Threads
 /// Holding is per thread, so the guards are neither `Send` nor `Sync`: a lock is released by the
@@ -101,36 +105,57 @@ impl ReaderWriterLock {
     /// Takes the read side, waiting as long as it takes. Returns a guard that releases it.
     pub fn read(&self) -> ReadGuard<'_> {
         self.acquire_read();
-        ReadGuard::new(self)
+        // SAFETY: this thread just took a level of the read side, which only the guard gives
+        // back.
+        unsafe { ReadGuard::new(self.read_side()) }
     }
 
     /// Takes the read side if that needs no waiting (no writer holds or waits).
     pub fn try_read(&self) -> Result<ReadGuard<'_>, Error> {
-        self.read_with(Wait::Never).map(|()| ReadGuard::new(self))
+        self.guarded(self.read_side(), Wait::Never)
     }
 
     /// Takes the read side, waiting at most `timeout`.
     pub fn try_read_for(&self, timeout: Duration) -> Result<ReadGuard<'_>, Error> {
-        self.read_with(Wait::For(timeout))
-            .map(|()| ReadGuard::new(self))
+        self.guarded(self.read_side(), Wait::For(timeout))
     }
 
     /// Takes the write side, waiting as long as it takes.
     ///
     /// Fails only with [`Error::UpgradeNotAllowed`] when this thread reads and does not write.
     pub fn write(&self) -> Result<WriteGuard<'_>, Error> {
-        self.acquire_write().map(|()| WriteGuard::new(self))
+        self.guarded(self.write_side(), Wait::Forever)
     }
 
     /// Takes the write side if that needs no waiting (free, and nobody queued).
     pub fn try_write(&self) -> Result<WriteGuard<'_>, Error> {
-        self.write_with(Wait::Never).map(|()| WriteGuard::new(self))
+        self.guarded(self.write_side(), Wait::Never)
     }
 
     /// Takes the write side, waiting at most `timeout`.
     pub fn try_write_for(&self, timeout: Duration) -> Result<WriteGuard<'_>, Error> {
-        self.write_with(Wait::For(timeout))
-            .map(|()| WriteGuard::new(self))
+        self.guarded(self.write_side(), Wait::For(timeout))
+    }
+
+    /// The read side as a [`RawLock`]: what [`ReadGuard`] holds.
+    pub fn read_side(&self) -> &ReadSide {
+        let this: *const ReaderWriterLock = self;
+        // SAFETY: `ReadSide` is a `repr(transparent)` wrapper of `ReaderWriterLock`: same
+        // layout, and the reference keeps `self`'s lifetime.
+        unsafe { &*this.cast::<ReadSide>() }
+    }
+
+    /// The write side as a [`RawLock`]: what [`WriteGuard`] holds.
+    pub fn write_side(&self) -> &WriteSide {
+        let this: *const ReaderWriterLock = self;
+        // SAFETY: as in `read_side`: `WriteSide` is a `repr(transparent)` wrapper.
+        unsafe { &*this.cast::<WriteSide>() }
+    }
+
+    /// A guard of `side`, taken as `wait` allows; busy is [`Error::AcquireLockFailed`].
+    fn guarded<'a, S: RawLock>(&self, side: &'a S, wait: Wait) -> Result<RawGuard<'a, S>, Error> {
+        RawGuard::acquire(side, wait)?
+            .ok_or_else(|| Error::acquire_failed(&self.name, wait.waited()))
     }
 
     /// Takes the read side for an async task, waiting without blocking the thread, in the same
@@ -152,28 +177,24 @@ impl ReaderWriterLock {
 
     /// Takes the read side without a guard; pair with [`release_read`](Self::release_read).
     pub fn acquire_read(&self) {
-        // Infallible: reading never fails when waiting is allowed.
-        let _ = self.read_with(Wait::Forever);
+        self.read_until(|raw, n| {
+            raw.acquire(n);
+            true
+        });
     }
 
-    /// Releases one level of the read side taken by this thread.
-    pub fn release_read(&self) -> Result<(), Error> {
-        let me = thread_id();
-        let mut readers = self.readers.lock();
-        let Some(at) = readers.iter().position(|&(tid, _)| tid == me) else {
+    /// Releases one level of the read side that this thread took with
+    /// [`acquire_read`](Self::acquire_read). [`Error::NotHeld`] if this thread holds none.
+    ///
+    /// # Safety
+    /// The level released must be one taken by hand: releasing a level that a
+    /// [`ReadGuard`] (or a `lock(..).shared(true)` guard) stands for would let that guard
+    /// release a level it no longer has.
+    pub unsafe fn release_read(&self) -> Result<(), Error> {
+        if self.read_depth(thread_id()) == 0 {
             return Err(self.not_held("read"));
-        };
-        readers[at].1 -= 1;
-        if readers[at].1 > 0 {
-            return Ok(());
         }
-        readers.swap_remove(at);
-        self.reader_threads.fetch_sub(1, Ordering::Relaxed);
-        drop(readers);
-        // A writer's reads hold no permit of their own.
-        if !self.is_writer_id(me) {
-            self.raw.release(1);
-        }
+        self.unlock_read();
         Ok(())
     }
 
@@ -182,21 +203,81 @@ impl ReaderWriterLock {
         self.write_with(Wait::Forever)
     }
 
-    /// Releases one level of the write side held by this thread.
-    pub fn release_write(&self) -> Result<(), Error> {
-        let me = thread_id();
-        if !self.is_writer_id(me) {
+    /// Releases one level of the write side that this thread took with
+    /// [`acquire_write`](Self::acquire_write). [`Error::NotHeld`] if this thread does not
+    /// write.
+    ///
+    /// # Safety
+    /// The level released must be one taken by hand: releasing a level that a
+    /// [`WriteGuard`] (or a `lock(..).fair(true)` guard) stands for would let that guard
+    /// release a level it no longer has, and free the lock under another holder.
+    pub unsafe fn release_write(&self) -> Result<(), Error> {
+        if !self.is_writer() {
             return Err(self.not_held("write"));
         }
-        let depth = self.writes.load(Ordering::Relaxed) - 1;
-        self.writes.store(depth, Ordering::Relaxed);
-        if depth == 0 {
-            self.writer.store(0, Ordering::Relaxed);
-            // A writer that still reads keeps one permit: it is now a plain reader.
-            let keep = usize::from(self.read_depth(me) > 0);
-            self.raw.release(MAX_PERMITS - keep);
+        let permits = self.unlock_write_levels();
+        if permits > 0 {
+            self.raw.release(permits);
         }
         Ok(())
+    }
+
+    /// Gives back one level of the read side held by this thread.
+    fn unlock_read(&self) {
+        let me = thread_id();
+        let mut readers = self.readers.lock();
+        let Some(at) = readers.iter().position(|&(tid, _)| tid == me) else {
+            debug_assert!(false, "a read level released twice");
+            return;
+        };
+        readers[at].1 -= 1;
+        if readers[at].1 > 0 {
+            return;
+        }
+        readers.swap_remove(at);
+        self.reader_threads.fetch_sub(1, Ordering::Relaxed);
+        drop(readers);
+        // A writer's reads hold no permit of their own.
+        if !self.is_writer_id(me) {
+            self.raw.release(1);
+        }
+    }
+
+    /// Gives back one level of the write side held by this thread, except the permits:
+    /// returns how many the caller must release (0 while outer levels remain). The lock is
+    /// still held, and pins its registry entry, until they are.
+    #[inline]
+    pub(crate) fn unlock_write_levels(&self) -> usize {
+        let depth = self.writes.load(Ordering::Relaxed) - 1;
+        self.writes.store(depth, Ordering::Relaxed);
+        if depth > 0 {
+            return 0;
+        }
+        self.writer.store(0, Ordering::Relaxed);
+        // A writer that still reads keeps one permit: it is now a plain reader.
+        let keep = if self.reader_threads.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            usize::from(self.read_depth(thread_id()) > 0)
+        };
+        MAX_PERMITS - keep
+    }
+
+    /// Takes the write side of a free lock nobody waits for, in one try that never queues:
+    /// the fast path of `lock(name).fair(true)` (reentrant levels included).
+    #[inline]
+    pub(crate) fn try_write_uncontended(&self) -> bool {
+        let me = thread_id();
+        if self.is_writer_id(me) {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if self.reader_threads.load(Ordering::Relaxed) != 0 || !self.raw.try_acquire(MAX_PERMITS) {
+            return false;
+        }
+        self.writes.store(1, Ordering::Relaxed);
+        self.writer.store(me, Ordering::Relaxed);
+        true
     }
 
     /// Whether the calling thread holds the read side.
@@ -240,54 +321,75 @@ impl ReaderWriterLock {
             .map_or(0, |&(_, depth)| depth)
     }
 
+    /// Takes a level of the read side as `wait` allows; busy is
+    /// [`Error::AcquireLockFailed`].
     pub(crate) fn read_with(&self, wait: Wait) -> Result<(), Error> {
+        match self.read_side().lock_with(wait) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::acquire_failed(&self.name, wait.waited())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes a level of the write side as `wait` allows; busy is
+    /// [`Error::AcquireLockFailed`].
+    pub(crate) fn write_with(&self, wait: Wait) -> Result<(), Error> {
+        match self.write_side().lock_with(wait) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::acquire_failed(&self.name, wait.waited())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes a level of the read side, waiting for a permit with `take` if this thread holds
+    /// no level of either side yet. `false` if `take` gave up.
+    fn read_until(&self, take: impl FnOnce(&RawSemaphore, usize) -> bool) -> bool {
         let me = thread_id();
         {
             let mut readers = self.readers.lock();
             if let Some(entry) = readers.iter_mut().find(|(tid, _)| *tid == me) {
                 entry.1 += 1;
-                return Ok(());
+                return true;
             }
             if self.is_writer_id(me) {
                 readers.push((me, 1));
                 self.reader_threads.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+                return true;
             }
         }
         // Only this thread adds its own entry, so nothing changed for it meanwhile.
-        self.wait_for(1, wait)?;
+        if !take(&self.raw, 1) {
+            return false;
+        }
         self.readers.lock().push((me, 1));
         self.reader_threads.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        true
     }
 
-    pub(crate) fn write_with(&self, wait: Wait) -> Result<(), Error> {
+    /// Takes a level of the write side, waiting for the permits with `take` if this thread
+    /// does not write yet. `Ok(false)` if `take` gave up; [`Error::UpgradeNotAllowed`] if
+    /// this thread reads.
+    fn write_until(&self, take: impl FnOnce(&RawSemaphore, usize) -> bool) -> Result<bool, Error> {
         let me = thread_id();
         if self.is_writer_id(me) {
             self.writes.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            return Ok(true);
         }
         if self.read_depth(me) > 0 {
             return Err(Error::UpgradeNotAllowed {
                 name: self.name.to_string(),
             });
         }
-        self.wait_for(MAX_PERMITS, wait)?;
+        if !take(&self.raw, MAX_PERMITS) {
+            return Ok(false);
+        }
         self.writes.store(1, Ordering::Relaxed);
         self.writer.store(me, Ordering::Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) fn raw(&self) -> &RawSemaphore {
         &self.raw
-    }
-
-    fn wait_for(&self, permits: usize, wait: Wait) -> Result<(), Error> {
-        if self.raw.acquire_with(permits, wait) {
-            Ok(())
-        } else {
-            Err(Error::acquire_failed(&self.name, wait.waited()))
-        }
     }
 
     fn not_held(&self, side: &'static str) -> Error {
@@ -314,72 +416,91 @@ impl fmt::Debug for ReaderWriterLock {
     }
 }
 
-/// Marks a guard as bound to the thread that took it.
-type NotSend = std::marker::PhantomData<*const ()>;
+/// The read side of a [`ReaderWriterLock`] as a [`RawLock`] (from
+/// [`ReaderWriterLock::read_side`]): a level of the read side, per thread, reentrant.
+#[repr(transparent)]
+pub struct ReadSide(ReaderWriterLock);
+
+/// The write side of a [`ReaderWriterLock`] as a [`RawLock`] (from
+/// [`ReaderWriterLock::write_side`]): a level of the write side, per thread, reentrant.
+/// Fails with [`Error::UpgradeNotAllowed`] for a thread that reads and does not write.
+#[repr(transparent)]
+pub struct WriteSide(ReaderWriterLock);
+
+// SAFETY: a level is counted per thread (the reader list, the writer's id and depth) and
+// its permits come from the fair queue: one permit per reading thread, all of them for the
+// writer, so no reader holds while a writer does. Holding is per thread: `GuardNoSend`.
+unsafe impl RawLock for ReadSide {
+    type GuardMarker = GuardNoSend;
+
+    fn lock(&self) -> Result<(), Error> {
+        self.0.acquire_read();
+        Ok(())
+    }
+
+    fn try_lock(&self) -> Result<bool, Error> {
+        Ok(self.0.read_until(RawSemaphore::try_acquire))
+    }
+
+    fn try_lock_until(&self, deadline: Instant) -> Result<bool, Error> {
+        Ok(self.0.read_until(|raw, n| raw.acquire_until(n, deadline)))
+    }
+
+    unsafe fn unlock(&self) {
+        self.0.unlock_read();
+    }
+}
+
+// SAFETY: as for `ReadSide`.
+unsafe impl RawLock for WriteSide {
+    type GuardMarker = GuardNoSend;
+
+    fn lock(&self) -> Result<(), Error> {
+        self.0
+            .write_until(|raw, n| {
+                raw.acquire(n);
+                true
+            })
+            .map(drop)
+    }
+
+    #[inline]
+    fn try_lock(&self) -> Result<bool, Error> {
+        self.0.write_until(RawSemaphore::try_acquire)
+    }
+
+    fn try_lock_until(&self, deadline: Instant) -> Result<bool, Error> {
+        self.0.write_until(|raw, n| raw.acquire_until(n, deadline))
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        let permits = self.0.unlock_write_levels();
+        if permits > 0 {
+            self.0.raw.release(permits);
+        }
+    }
+}
+
+impl fmt::Debug for ReadSide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReadSide").field(&self.0.name).finish()
+    }
+}
+
+impl fmt::Debug for WriteSide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("WriteSide").field(&self.0.name).finish()
+    }
+}
 
 /// The read side of a [`ReaderWriterLock`], released when dropped (also during a panic).
-#[must_use = "the read lock is released as soon as the guard is dropped"]
-#[clippy::has_significant_drop]
-pub struct ReadGuard<'a> {
-    lock: &'a ReaderWriterLock,
-    _thread_bound: NotSend,
-}
-
-impl<'a> ReadGuard<'a> {
-    fn new(lock: &'a ReaderWriterLock) -> Self {
-        Self {
-            lock,
-            _thread_bound: NotSend::default(),
-        }
-    }
-}
-
-impl Drop for ReadGuard<'_> {
-    fn drop(&mut self) {
-        // Fails only if the level was already released by hand with `release_read`.
-        let _ = self.lock.release_read();
-    }
-}
-
-impl fmt::Debug for ReadGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadGuard")
-            .field("lock", &self.lock.name)
-            .finish()
-    }
-}
+/// Bound to the thread that took it: neither `Send` nor `Sync`.
+pub type ReadGuard<'a> = RawGuard<'a, ReadSide>;
 
 /// The write side of a [`ReaderWriterLock`], released when dropped (also during a panic).
-#[must_use = "the write lock is released as soon as the guard is dropped"]
-#[clippy::has_significant_drop]
-pub struct WriteGuard<'a> {
-    lock: &'a ReaderWriterLock,
-    _thread_bound: NotSend,
-}
-
-impl<'a> WriteGuard<'a> {
-    fn new(lock: &'a ReaderWriterLock) -> Self {
-        Self {
-            lock,
-            _thread_bound: NotSend::default(),
-        }
-    }
-}
-
-impl Drop for WriteGuard<'_> {
-    fn drop(&mut self) {
-        // Fails only if the level was already released by hand with `release_write`.
-        let _ = self.lock.release_write();
-    }
-}
-
-impl fmt::Debug for WriteGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WriteGuard")
-            .field("lock", &self.lock.name)
-            .finish()
-    }
-}
+/// Bound to the thread that took it: neither `Send` nor `Sync`.
+pub type WriteGuard<'a> = RawGuard<'a, WriteSide>;
 
 /// The read side of a [`ReaderWriterLock`] held by an async task; released when dropped.
 #[must_use = "the read lock is released as soon as the guard is dropped"]

@@ -2,9 +2,11 @@
 
 use std::fmt;
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::error::Error;
 use crate::queue::{Acquire, MAX_PERMITS, RawSemaphore, Wait};
+use crate::raw::{GuardSend, RawGuard, RawLock};
 use crate::registry::{Named, Registry};
 
 /// A counting semaphore with a strict FIFO queue of waiters.
@@ -54,7 +56,8 @@ impl Semaphore {
     /// Takes a permit, waiting as long as it takes.
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
         self.acquire_with(Wait::Forever);
-        SemaphoreGuard { sem: self }
+        // SAFETY: the permit was just taken, and only the guard gives it back.
+        unsafe { SemaphoreGuard::new(self) }
     }
 
     /// Takes a permit, waiting without blocking the thread: the async twin of
@@ -65,20 +68,24 @@ impl Semaphore {
     /// The future and the guard are `Send`.
     pub async fn acquire_async(&self) -> SemaphoreGuard<'_> {
         Acquire::new(&self.raw, 1).await;
-        SemaphoreGuard { sem: self }
+        // SAFETY: the permit was just taken, and only the guard gives it back.
+        unsafe { SemaphoreGuard::new(self) }
     }
 
     /// Takes a permit if one is free and nobody is waiting; never waits.
     pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-        self.raw
-            .try_acquire(1)
-            .then(|| SemaphoreGuard { sem: self })
+        self.guard_with(Wait::Never)
     }
 
     /// Takes a permit, waiting at most `timeout`. `None` if it timed out; nothing is left queued.
     pub fn try_acquire_for(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
-        self.acquire_with(Wait::For(timeout))
-            .then(|| SemaphoreGuard { sem: self })
+        self.guard_with(Wait::For(timeout))
+    }
+
+    /// A guarded permit, taken as `wait` allows.
+    fn guard_with(&self, wait: Wait) -> Option<SemaphoreGuard<'_>> {
+        // Infallible: taking a permit never fails, it only waits.
+        SemaphoreGuard::acquire(self, wait).ok().flatten()
     }
 
     /// Permits free right now.
@@ -139,22 +146,34 @@ impl fmt::Debug for Semaphore {
     }
 }
 
-/// A permit of a [`Semaphore`], given back when dropped (also during a panic).
-#[must_use = "the permit is given back as soon as the guard is dropped"]
-#[clippy::has_significant_drop]
-pub struct SemaphoreGuard<'a> {
-    sem: &'a Semaphore,
-}
+/// A permit of a [`Semaphore`], given back when dropped (also during a panic). `Send`.
+pub type SemaphoreGuard<'a> = RawGuard<'a, Semaphore>;
 
-impl Drop for SemaphoreGuard<'_> {
-    fn drop(&mut self) {
-        self.sem.release();
+// SAFETY: a permit is taken by the queue's atomic state; the semaphore admits as many
+// holders as it has permits, and a permit may be given back from any thread.
+unsafe impl RawLock for Semaphore {
+    type GuardMarker = GuardSend;
+
+    #[inline]
+    fn lock(&self) -> Result<(), Error> {
+        self.acquire_with(Wait::Forever);
+        Ok(())
     }
-}
 
-impl fmt::Debug for SemaphoreGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SemaphoreGuard").finish_non_exhaustive()
+    #[inline]
+    fn try_lock(&self) -> Result<bool, Error> {
+        Ok(self.raw.try_acquire(1))
+    }
+
+    fn try_lock_until(&self, deadline: Instant) -> Result<bool, Error> {
+        Ok(self.raw.try_acquire(1)
+            || self.raw.spin_try_acquire(1)
+            || self.raw.acquire_until(1, deadline))
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        self.release();
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::{AcquireFuture, ExternalBackend, ExternalCache, ExternalTarget};
+use super::{AcquireFuture, ExternalBackend, ExternalCache, ExternalTarget, HasExternalCache};
 use crate::config::lock_file_path;
 use crate::error::Error;
 use crate::file::{HeldFile, LockFile};
@@ -141,10 +141,10 @@ fn close_idle_descriptors() -> usize {
     };
     crate::semaphore::Semaphores::global()
         .registry()
-        .for_each_extra(&mut close);
+        .for_each_extra(&mut |extra| close(extra.external_cache()));
     crate::fair::FairLocks::global()
         .registry()
-        .for_each_extra(&mut close);
+        .for_each_extra(&mut |extra| close(extra.external_cache()));
     closed
 }
 

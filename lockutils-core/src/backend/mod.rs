@@ -39,7 +39,9 @@ pub use file::FileBackend;
 #[cfg(unix)]
 pub(crate) use file::held_file_descriptor;
 pub(crate) use file::remove_held_lock_file;
-pub use select::{BackendFactory, external_backend, register_backend, set_external_backend};
+pub use select::{
+    BackendFactory, backend_for_url, external_backend, register_backend, set_external_backend,
+};
 
 /// Which external lock to take: what a backend needs to find it.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +101,20 @@ impl fmt::Debug for ExternalCache {
         f.debug_struct("ExternalCache")
             .field("filled", &self.state.is_some())
             .finish()
+    }
+}
+
+/// What a registry keeps per name that holds the name's [`ExternalCache`] (the lock layer
+/// decides what else it keeps there), so that this floor can reach the caches without
+/// knowing the rest.
+pub(crate) trait HasExternalCache {
+    /// The name's external-lock state.
+    fn external_cache(&self) -> &Mutex<ExternalCache>;
+}
+
+impl HasExternalCache for Mutex<ExternalCache> {
+    fn external_cache(&self) -> &Mutex<ExternalCache> {
+        self
     }
 }
 
@@ -172,12 +188,65 @@ pub trait ExternalBackend: Send + Sync {
         Ok(true)
     }
 
+    /// The locks this backend's server reports as held now, by anyone (this process or
+    /// another, lockutils or not), whose lockutils name starts with `prefix` (all with
+    /// `None`): what `lockutils list --backend-url` prints. The default fails with
+    /// [`Error::Backend`]: a backend that cannot list says so.
+    fn list_held(&self, prefix: Option<&str>) -> Result<Vec<HeldExternalLock>, Error> {
+        let _ = prefix;
+        Err(Error::backend(
+            "*",
+            self.describe(),
+            "this external-lock backend cannot list the locks it holds",
+        ))
+    }
+
     /// A fencing token of the acquisition that `cache` holds: a number that grows strictly
     /// from one acquisition of any lock of the backend to the next, for storage that refuses
     /// writes with a token older than the last one it saw. `None` if the backend has none.
     fn fencing_token(&self, cache: &mut ExternalCache) -> Option<i64> {
         let _ = cache;
         None
+    }
+}
+
+/// One lock that a backend's server reports as held: an item of
+/// [`ExternalBackend::list_held`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeldExternalLock {
+    /// The lock's name, as lockutils would spell it (with its prefix, if any).
+    pub name: String,
+    /// How long the server keeps the lock if its holder stops renewing it (a lease's time
+    /// to live); `None` for locks that live as long as their holder's session.
+    pub expires_in: Option<Duration>,
+    /// What else the server says about the holder (a session, a lease id...), if anything.
+    /// Holds no secret.
+    pub detail: Option<String>,
+}
+
+impl HeldExternalLock {
+    /// A held lock named `name`, with nothing else known.
+    pub fn new(name: impl Into<String>) -> Self {
+        HeldExternalLock {
+            name: name.into(),
+            expires_in: None,
+            detail: None,
+        }
+    }
+
+    /// With the time left before the server lets the lock go unless renewed.
+    #[must_use]
+    pub fn with_expires_in(mut self, expires_in: Duration) -> Self {
+        self.expires_in = Some(expires_in);
+        self
+    }
+
+    /// With what else the server says about the holder.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 }
 

@@ -65,39 +65,48 @@ pub fn external_backend(name: &str) -> Result<&'static dyn ExternalBackend, Erro
     }
     let at = version();
     let url = current_config().backend_url;
-    let mut state = STATE.write();
     let backend = match url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
         None => &FileBackend as &'static dyn ExternalBackend,
-        Some(url) => match state.by_url.get(url) {
-            Some(backend) => *backend,
-            None => {
-                let scheme = url_scheme(url).ok_or_else(|| {
-                    Error::backend(
-                        name,
-                        redact_url(url),
-                        "the backend URL has no scheme (expected e.g. postgres://user@host/db)",
-                    )
-                })?;
-                let factory = *state.schemes.get(&scheme).ok_or_else(|| {
-                    Error::backend(
-                        name,
-                        redact_url(url),
-                        format!(
-                            "no external-lock backend is registered for the URL scheme \
-                             {scheme:?}: add the backend's crate and call its install() at \
-                             start-up (lockutils_postgres::install() for postgres://), or unset \
-                             backend_url / LOCKUTILS_BACKEND_URL to use lock files"
-                        ),
-                    )
-                })?;
-                let backend =
-                    factory(url).map_err(|reason| Error::backend(name, redact_url(url), reason))?;
-                state.by_url.insert(url.to_owned(), backend);
-                backend
-            }
-        },
+        Some(url) => backend_of(name, url)?,
     };
-    state.resolved = Some((at, backend));
+    STATE.write().resolved = Some((at, backend));
+    Ok(backend)
+}
+
+/// The backend of `url`: made by the factory registered for its scheme on first use, then
+/// kept (one per distinct URL, for the life of the process). What `backend_url` and
+/// `LOCKUTILS_BACKEND_URL` select; for tools such as `lockutils list --backend-url`.
+pub fn backend_for_url(url: &str) -> Result<&'static dyn ExternalBackend, Error> {
+    backend_of("*", url.trim())
+}
+
+/// [`backend_for_url`], with errors naming the lock `name`.
+fn backend_of(name: &str, url: &str) -> Result<&'static dyn ExternalBackend, Error> {
+    let mut state = STATE.write();
+    if let Some(backend) = state.by_url.get(url) {
+        return Ok(*backend);
+    }
+    let scheme = url_scheme(url).ok_or_else(|| {
+        Error::backend(
+            name,
+            redact_url(url),
+            "the backend URL has no scheme (expected e.g. postgres://user@host/db)",
+        )
+    })?;
+    let factory = *state.schemes.get(&scheme).ok_or_else(|| {
+        Error::backend(
+            name,
+            redact_url(url),
+            format!(
+                "no external-lock backend is registered for the URL scheme {scheme:?}: add the \
+                 backend's crate and call its install() at start-up \
+                 (lockutils_postgres::install() for postgres://), or unset backend_url / \
+                 LOCKUTILS_BACKEND_URL to use lock files"
+            ),
+        )
+    })?;
+    let backend = factory(url).map_err(|reason| Error::backend(name, redact_url(url), reason))?;
+    state.by_url.insert(url.to_owned(), backend);
     Ok(backend)
 }
 

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::backend::external_backend;
-use crate::backend::{ExternalBackend, ExternalTarget};
+use crate::backend::{ExternalBackend, ExternalCache, ExternalTarget};
 use crate::config::process_locking_disabled;
 use crate::error::Error;
 use crate::fair::FairLocks;
 use crate::file::DEFAULT_DELAY;
-use crate::queue::{Acquire, AcquireUntil, Mode, Wait};
+use crate::queue::{Mode, Permits, Wait};
 use crate::registry::Taken;
 use crate::rwlock::ReaderWriterLock;
 use crate::semaphore::{NamedSemaphore, Semaphore, Semaphores};
@@ -303,7 +303,7 @@ impl<'a> LockBuilder<'a> {
         let held = if self.shared {
             Held::Shared(take_shared(name, self.fair_locks, self.site, wait)?)
         } else if self.fair {
-            Held::Fair(take_fair(name, self.fair_locks, self.site, wait)?)
+            Held::Fair(Some(take_fair(name, self.fair_locks, self.site, wait)?))
         } else {
             Held::Semaphore(Some(take_semaphore(
                 name,
@@ -326,6 +326,14 @@ impl<'a> LockBuilder<'a> {
         }
         if self.external && !process_locking_disabled() {
             let (target, backend) = self.external_lock()?;
+            // Shared holders of the name pass its gate one at a time, within the timeout.
+            let _stage = match guard.held.stage() {
+                Some(stage) if stage.acquire_with(1, wait.remaining(deadline)) => {
+                    Some(Permits::taken(stage, 1))
+                }
+                Some(_) => return Err(Error::acquire_failed(name, wait.waited())),
+                None => None,
+            };
             {
                 let mut cache = guard.held.external().lock();
                 if cache.depth == 0 {
@@ -334,17 +342,8 @@ impl<'a> LockBuilder<'a> {
                     backend
                         .acquire(&target, &mut cache, wait.remaining(deadline))
                         .map_err(|e| e.with_waited(wait))?;
-                } else if !cache
-                    .holder
-                    .is_some_and(|holder| std::ptr::addr_eq(holder, backend))
-                    || !backend.holds(&target, &mut cache)?
-                {
-                    return Err(Error::InvalidOptions {
-                        name: name.to_owned(),
-                        reason: "this thread already holds this name's (reentrant) lock with \
-                                 another external lock (another prefix, lock path or backend); \
-                                 one name cannot guard two external locks at once",
-                    });
+                } else {
+                    join_external(name, &target, backend, &mut cache)?;
                 }
                 cache.enter(backend);
             }
@@ -392,13 +391,6 @@ impl LockBuilder<'_> {
                          pass a FairLocks container with .fair_locks() instead",
             });
         }
-        if self.shared && self.external {
-            return Err(Error::InvalidOptions {
-                name: self.name.to_owned(),
-                reason: "a shared external lock cannot be awaited yet: take it with acquire() \
-                         on a blocking thread, or await the in-process shared lock alone",
-            });
-        }
         Ok(if self.shared {
             AsyncHeld::Shared(
                 self.fair_locks
@@ -429,15 +421,7 @@ impl LockBuilder<'_> {
         let (raw, permits) = held.raw();
         let wait = Wait::new(self.blocking, self.timeout);
         let deadline = wait.deadline();
-        let acquired = match (wait, deadline) {
-            (Wait::Never, _) => raw.try_acquire(permits),
-            (Wait::For(_), Some(deadline)) => AcquireUntil::new(raw, permits, deadline).await,
-            (Wait::For(_), None) | (Wait::Forever, _) => {
-                Acquire::new(raw, permits).await;
-                true
-            }
-        };
-        if !acquired {
+        if !raw.acquire_async(permits, wait, deadline).await {
             return Err(Error::acquire_failed(name, wait.waited()));
         }
         let mut guard = AsyncLockGuard {
@@ -450,18 +434,38 @@ impl LockBuilder<'_> {
         }
         if self.external && !process_locking_disabled() {
             let (target, backend) = self.external_lock()?;
-            // On failure the guard, still without the external lock, releases the in-process
-            // lock.
-            backend
-                .acquire_async(
-                    target,
-                    guard.held.external(),
-                    wait.remaining(deadline),
-                    deadline,
-                )
-                .await
-                .map_err(|e| e.with_waited(wait))?;
-            guard.held.external().lock().enter(backend);
+            // Shared holders of the name pass its gate one at a time, within the timeout; a
+            // cancelled wait gives the gate back.
+            let stage = match guard.held.stage() {
+                Some(stage) if stage.acquire_async(1, wait, deadline).await => {
+                    Some(Permits::taken(stage, 1))
+                }
+                Some(_) => return Err(Error::acquire_failed(name, wait.waited())),
+                None => None,
+            };
+            let joined = stage.is_some() && {
+                let mut cache = guard.held.external().lock();
+                cache.depth > 0 && {
+                    join_external(name, &target, backend, &mut cache)?;
+                    cache.enter(backend);
+                    true
+                }
+            };
+            if !joined {
+                // On failure the guard, still without the external lock, releases the
+                // in-process lock.
+                backend
+                    .acquire_async(
+                        target,
+                        guard.held.external(),
+                        wait.remaining(deadline),
+                        deadline,
+                    )
+                    .await
+                    .map_err(|e| e.with_waited(wait))?;
+                guard.held.external().lock().enter(backend);
+            }
+            drop(stage);
             guard.external = Some(backend);
             if self.do_log && debug_enabled() {
                 log_line(name, LogLine::AcquiredExternal);
@@ -529,6 +533,30 @@ fn take_semaphore(
     }
 }
 
+/// Joins the external lock that the name's holders already hold (`cache.depth > 0`): a
+/// reentrant holder, or another shared holder. Only the same external lock may be joined;
+/// another prefix, lock path or backend is [`Error::InvalidOptions`].
+fn join_external(
+    name: &str,
+    target: &ExternalTarget<'_>,
+    backend: &'static dyn ExternalBackend,
+    cache: &mut ExternalCache,
+) -> Result<(), Error> {
+    if cache
+        .holder
+        .is_some_and(|holder| std::ptr::addr_eq(holder, backend))
+        && backend.holds(target, cache)?
+    {
+        return Ok(());
+    }
+    Err(Error::InvalidOptions {
+        name: name.to_owned(),
+        reason: "this name's external lock is already held here as another external lock \
+                 (another prefix, lock path or backend); one name cannot guard two external \
+                 locks at once",
+    })
+}
+
 /// The error of a fair or shared lock asked of a `Semaphores` container.
 #[cold]
 fn fair_from_semaphores(name: &str) -> Error {
@@ -539,9 +567,10 @@ fn fair_from_semaphores(name: &str) -> Error {
     }
 }
 
-/// Takes the write side of the fair lock for `name`. Never pinned: a level of the write
-/// side can be released by hand (`release_write`), so holding it does not prove that this
-/// guard's level keeps the entry.
+/// Takes the write side of the fair lock for `name`. From the global registry, a lock free
+/// (or already written by this thread) comes back pinned, with no reference count taken: a
+/// level of the write side is released only by the guard that took it (releasing by hand
+/// is `unsafe`, and excluded for guards' levels), so holding it keeps the entry.
 #[inline]
 fn take_fair(
     name: &str,
@@ -549,7 +578,16 @@ fn take_fair(
     site: Option<&'static StaticLock>,
     wait: Wait,
 ) -> Result<Taken<ReaderWriterLock>, Error> {
-    let lock = fair_entry(name, container, site);
+    let lock = match (container, site) {
+        (None, None) => match FairLocks::global()
+            .registry()
+            .take(name, ReaderWriterLock::try_write_uncontended)
+        {
+            Ok(pinned) => return Ok(Taken::Pinned(pinned)),
+            Err(handle) => Taken::Handle(handle),
+        },
+        _ => fair_entry(name, container, site),
+    };
     lock.write_with(wait)?;
     Ok(lock)
 }

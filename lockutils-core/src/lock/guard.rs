@@ -8,7 +8,8 @@ use crate::backend::ExternalBackend;
 use crate::error::Error;
 use crate::fair::FairLock;
 use crate::queue::{MAX_PERMITS, RawSemaphore};
-use crate::registry::Taken;
+use crate::raw::RawLock;
+use crate::registry::{Pinned, Taken};
 use crate::rwlock::ReaderWriterLock;
 use crate::semaphore::{NamedSemaphore, Semaphore};
 
@@ -51,7 +52,16 @@ impl AsyncHeld {
     pub(super) fn external(&self) -> &parking_lot::Mutex<crate::backend::ExternalCache> {
         match self {
             AsyncHeld::Semaphore(sem) => sem.extra(),
-            AsyncHeld::Fair(lock) | AsyncHeld::Shared(lock) => lock.extra(),
+            AsyncHeld::Fair(lock) | AsyncHeld::Shared(lock) => &lock.extra().cache,
+        }
+    }
+
+    /// The gate of the name's shared holders (see `FairState::stage`); `None` for other
+    /// locks.
+    pub(super) fn stage(&self) -> Option<&RawSemaphore> {
+        match self {
+            AsyncHeld::Shared(lock) => Some(&lock.extra().stage),
+            AsyncHeld::Semaphore(_) | AsyncHeld::Fair(_) => None,
         }
     }
 }
@@ -120,8 +130,8 @@ impl fmt::Debug for AsyncLockGuard {
 pub(crate) enum Held {
     /// `Option` only so that `drop` can move a pinned entry out to release it.
     Semaphore(Option<Taken<Semaphore>>),
-    /// Never `Taken::Pinned` (see `take_fair`).
-    Fair(Taken<ReaderWriterLock>),
+    /// A level of the write side, taken by this thread. `Option` as for `Semaphore`.
+    Fair(Option<Taken<ReaderWriterLock>>),
     /// The read side of the name's fair lock, one level, taken by this thread.
     Shared(Taken<ReaderWriterLock>),
 }
@@ -130,7 +140,17 @@ impl Held {
     pub(super) fn external(&self) -> &parking_lot::Mutex<crate::backend::ExternalCache> {
         match self {
             Held::Semaphore(sem) => sem.as_ref().expect("held until drop").extra(),
-            Held::Fair(lock) | Held::Shared(lock) => lock.extra(),
+            Held::Fair(lock) => &lock.as_ref().expect("held until drop").extra().cache,
+            Held::Shared(lock) => &lock.extra().cache,
+        }
+    }
+
+    /// The gate of the name's shared holders (see `FairState::stage`); `None` for other
+    /// locks.
+    pub(super) fn stage(&self) -> Option<&RawSemaphore> {
+        match self {
+            Held::Shared(lock) => Some(&lock.extra().stage),
+            Held::Semaphore(_) | Held::Fair(_) => None,
         }
     }
 }
@@ -164,7 +184,8 @@ impl LockGuard {
     pub fn name(&self) -> &str {
         match &self.held {
             Held::Semaphore(sem) => sem.as_ref().expect("held until drop").name(),
-            Held::Fair(lock) | Held::Shared(lock) => lock.name(),
+            Held::Fair(lock) => lock.as_ref().expect("held until drop").name(),
+            Held::Shared(lock) => lock.name(),
         }
     }
 
@@ -302,11 +323,12 @@ impl Drop for Held {
                 Taken::Handle(sem) => sem.release(),
                 Taken::Static(sem) => sem.release(),
             },
-            Held::Fair(lock) => {
-                // The guard took one level of the write side on this thread (it is not Send),
-                // so this cannot fail unless that level was released by hand.
-                let _ = lock.release_write();
-            }
+            Held::Fair(lock) => match lock.take().expect("held until drop") {
+                Taken::Pinned(pinned) => release_pinned_write(pinned),
+                // SAFETY: the guard took one level of the write side on this thread (it is
+                // not Send), and only the guard releases it.
+                lock => unsafe { lock.write_side().unlock() },
+            },
             Held::Shared(lock) => release_shared(lock),
         }
     }
@@ -326,5 +348,24 @@ impl fmt::Debug for LockGuard {
 /// is not Send). Out of line: the other locks' release stays small.
 #[inline(never)]
 fn release_shared(lock: &Taken<ReaderWriterLock>) {
-    let _ = lock.release_read();
+    // SAFETY: the guard took one level of the read side on this thread, and only the guard
+    // releases it.
+    unsafe { lock.read_side().unlock() }
+}
+
+/// Gives back the level of the write side that a fair guard took on this thread through a
+/// pin (see `Pinned::release`): the levels first, then the permits as the last touch.
+#[inline]
+fn release_pinned_write(pinned: Pinned<ReaderWriterLock>) {
+    let permits = std::cell::Cell::new(0);
+    pinned.release(
+        |lock| {
+            // The guard's level is held on this thread (the guard is not Send); the permits
+            // stay held, and pin the entry, until released below.
+            let n = lock.unlock_write_levels();
+            permits.set(n);
+            n == 0 || lock.raw().try_release_fast(n)
+        },
+        |lock| lock.raw().release_slow(permits.get()),
+    );
 }

@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use crate::error::Error;
 
-/// The `tracing` target of every log line lockutils writes.
-pub const LOG_TARGET: &str = "lockutils";
+pub use crate::error::LOG_TARGET;
 
 /// Whether oslo's DEBUG lines could be wanted at all: one load, inlined into the fast path;
 /// the line itself is formatted out of line by [`log_line`].

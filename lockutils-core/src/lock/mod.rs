@@ -8,6 +8,7 @@
 mod builder;
 mod guard;
 pub(crate) mod log;
+mod state;
 mod static_lock;
 
 pub use builder::{LockBuilder, lock};
@@ -18,6 +19,7 @@ pub use static_lock::StaticLock;
 use crate::backend::ExternalCache;
 use crate::rwlock::ReaderWriterLock;
 use crate::semaphore::Semaphore;
+use state::FairState;
 
 /// The lock layer keeps each name's external-lock state (an open lock file, a server
 /// session) beside the name's lock in the registries.
@@ -34,7 +36,7 @@ impl crate::registry::Create for Semaphore {
 }
 
 impl crate::registry::Create for ReaderWriterLock {
-    type Extra = parking_lot::Mutex<ExternalCache>;
+    type Extra = FairState;
 
     fn create(name: &std::sync::Arc<str>) -> Self {
         Self::from_arc(name.clone())
