@@ -101,8 +101,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use lockutils_core::{
-    AcquireFuture, Error, ExternalBackend, ExternalCache, ExternalTarget, Mode, Wait,
-    register_backend,
+    AcquireFuture, Error, ExternalBackend, ExternalCache, ExternalTarget, HeldExternalLock, Mode,
+    Wait, register_backend,
 };
 use parking_lot::Mutex;
 
@@ -424,6 +424,24 @@ impl ExternalBackend for EtcdBackend {
         let name_owned = name.to_owned();
         block_on(async move { inner.is_held(&name_owned, &probe, bound).await })
             .map_err(|reason| Error::backend(name, self.target().to_owned(), reason))?
+    }
+
+    fn list_held(&self, prefix: Option<&str>) -> Result<Vec<HeldExternalLock>, Error> {
+        Ok(self
+            .held(prefix)?
+            .into_iter()
+            .map(|held| {
+                let detail = match held.lease {
+                    0 => format!("no lease, fencing token {}", held.revision),
+                    lease => format!("lease {lease:x}, fencing token {}", held.revision),
+                };
+                let listed = HeldExternalLock::new(held.name).with_detail(detail);
+                match held.ttl_left {
+                    Some(left) => listed.with_expires_in(left),
+                    None => listed,
+                }
+            })
+            .collect())
     }
 
     fn fencing_token(&self, cache: &mut ExternalCache) -> Option<i64> {
