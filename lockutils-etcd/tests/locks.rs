@@ -282,13 +282,7 @@ fn lease_of(raw: &Raw) -> i64 {
 
 /// Revokes lease `id` from outside, as an operator (`etcdctl lease revoke`) would.
 fn revoke(id: i64) {
-    let out = std::process::Command::new("curl")
-        .args(["-fsS", "-X", "POST", "-d"])
-        .arg(format!("{{\"ID\":\"{id}\"}}"))
-        .arg(format!("{}/v3/lease/revoke", support::endpoint()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    support::post("v3/lease/revoke", &format!("{{\"ID\":\"{id}\"}}"));
 }
 
 #[test]

@@ -24,13 +24,7 @@ fn backend(options: &str) -> Option<&'static EtcdBackend> {
 
 /// The ids of the leases the server knows now.
 fn leases() -> std::collections::BTreeSet<String> {
-    let out = std::process::Command::new("curl")
-        .args(["-fsS", "-X", "POST", "-d", "{}"])
-        .arg(format!("{}/v3/lease/leases", endpoint()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = support::post("v3/lease/leases", "{}");
     text.split("\"ID\":\"")
         .skip(1)
         .map(|rest| rest.split('"').next().unwrap().to_owned())

@@ -170,3 +170,26 @@ pub fn tooz(python: &PathBuf, args: &[&str]) -> child::Proc {
         .env("PYTHONUNBUFFERED", "1");
     child::start(command)
 }
+
+/// POSTs `body` to the test server's gateway at `path` (e.g. `v3/lease/revoke`), as an
+/// operator's tool would, and returns the answer's body. Plain HTTP/1.0 (no chunked answer) on a socket of its
+/// own: independent of the client under test.
+pub fn post(path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let endpoint = endpoint();
+    let host = endpoint.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(host).expect("connect to etcd");
+    socket.set_read_timeout(Some(child::PATIENCE)).unwrap();
+    write!(
+        socket,
+        "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).expect("read the answer");
+    let (head, rest) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.split_whitespace().nth(1) == Some("200"), "{head}");
+    rest.to_owned()
+}
