@@ -84,6 +84,9 @@ pub(crate) struct Held {
     pub ttl: Duration,
     alive: Arc<Alive>,
     keeper: tokio::task::JoinHandle<()>,
+    /// Set until [`Inner::release`] takes it: a held lock dropped without a release (which
+    /// lockutils never does) still has its lease revoked, rather than left to expire.
+    gw: Option<Gateway>,
 }
 
 /// What a check of a held lock needs (the check runs on the runtime, apart from the guard).
@@ -110,6 +113,12 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.keeper.abort();
+        if let (Some(gw), Ok(runtime)) = (self.gw.take(), runtime()) {
+            let lease = self.lease;
+            runtime.spawn(async move {
+                let _ = gw.revoke(lease, gw.answer_timeout).await;
+            });
+        }
     }
 }
 
@@ -205,6 +214,7 @@ impl Inner {
                     ttl: lease.ttl,
                     alive,
                     keeper,
+                    gw: Some(self.gw.clone()),
                 })
             }
             Err(stop) => {
@@ -298,8 +308,9 @@ impl Inner {
     /// Lets go of a held lock: revoking its lease deletes the key (the lease holds nothing
     /// else). An error says the lock was lost before, or that etcd could not be told (the
     /// lease then expires within its TTL).
-    pub async fn release(&self, held: Held, bound: Duration) -> Result<(), String> {
+    pub async fn release(&self, mut held: Held, bound: Duration) -> Result<(), String> {
         held.keeper.abort();
+        held.gw = None;
         let lost_before = held.alive.lost.load(Ordering::SeqCst);
         match self.gw.revoke(held.lease, bound).await {
             Ok(()) if !lost_before => Ok(()),
