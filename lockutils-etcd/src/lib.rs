@@ -62,7 +62,8 @@
 //! - **A holder that dies** (crash, SIGKILL, a host gone) frees the lock when its lease
 //!   expires: at most the TTL later.
 //! - **`timeout(..)` bounds the wait**, never the lease: a lock is held until released (or
-//!   lost).
+//!   lost). A timed acquire gives up at most [`TIMEOUT_GRACE`] after its timeout, also on a
+//!   server that stops answering.
 //! - **Shared locks**: tooz has none on etcd; `shared(true)` is refused with an error
 //!   ([`ExternalBackend::supports_shared`] is `false`), never taken exclusively.
 //!
@@ -127,6 +128,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `is_external_held()` waits for etcd's answer (or the answer timeout, if shorter).
 pub const IS_HELD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much longer than its timeout a timed acquire waits for a round trip that got no answer
+/// (or the answer timeout, if shorter), before it gives up on a silent server.
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 /// How long a release waits for etcd to confirm it (or the answer timeout, if shorter);
 /// past it, the lease expires by itself within its TTL.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use lockutils_core::{Error, Wait};
 use parking_lot::Mutex;
 
+use crate::TIMEOUT_GRACE;
 use crate::gateway::{Fail, Gateway, Try};
 use crate::options::Options;
 
@@ -179,21 +180,43 @@ impl Inner {
                 "no random bytes for the lock's value: {e}"
             )))
         })?;
-        let sent = Instant::now();
-        let (id, ttl) = self.gw.grant(self.options.ttl).await?;
-        let mut lease = Lease {
-            id,
-            ttl: Duration::from_secs(ttl),
-            confirmed: sent,
+        // A timed acquire gives up at most a grace after its deadline, also when a round trip
+        // (not the wait itself, which its deadline ends) gets no answer.
+        let started = Instant::now();
+        let limit = match wait {
+            Wait::For(_) => deadline.map(|d| d + TIMEOUT_GRACE.min(self.gw.answer_timeout)),
+            Wait::Never | Wait::Forever => None,
         };
+        let mut lease: Option<Lease> = None;
         let outcome = {
-            let attempt = self.attempt(&key, &value, &mut lease, wait, deadline);
-            tokio::pin!(attempt, cancel);
+            let work = async {
+                let sent = Instant::now();
+                let (id, ttl) = self.gw.grant(self.options.ttl).await?;
+                let lease = lease.insert(Lease {
+                    id,
+                    ttl: Duration::from_secs(ttl),
+                    confirmed: sent,
+                });
+                self.attempt(&key, &value, lease, wait, deadline).await
+            };
+            let bounded = async {
+                match limit {
+                    Some(limit) => tokio::time::timeout_at(limit.into(), work)
+                        .await
+                        .unwrap_or_else(|_| Err(Stop::Fail(Fail::Silent(limit - started)))),
+                    None => work.await,
+                }
+            };
+            tokio::pin!(bounded, cancel);
             tokio::select! {
                 biased;
                 () = &mut cancel => Err(Stop::Cancelled),
-                outcome = &mut attempt => outcome,
+                outcome = &mut bounded => outcome,
             }
+        };
+        let Some(lease) = lease else {
+            // No lease was granted: nothing to let go of.
+            return Err(outcome.err().unwrap_or(Stop::Cancelled));
         };
         match outcome {
             Ok(revision) => {

@@ -354,9 +354,9 @@ fn an_unreachable_server_is_an_error_naming_the_endpoint() {
     assert!(text.contains("cannot reach etcd"), "{text}");
 }
 
-#[test]
-fn a_silent_server_is_an_error_within_the_answer_timeout() {
-    // Accepts connections and never answers: a frozen server behind a live kernel.
+/// A server that accepts connections and never answers (a frozen server behind a live
+/// kernel): its port, and what stops it.
+fn silent_server() -> (u16, impl FnOnce()) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -370,6 +370,15 @@ fn a_silent_server_is_an_error_within_the_answer_timeout() {
             std::thread::sleep(Duration::from_millis(5));
         }
     });
+    (port, move || {
+        stop_tx.send(()).unwrap();
+        server.join().unwrap();
+    })
+}
+
+#[test]
+fn a_silent_server_is_an_error_within_the_answer_timeout() {
+    let (port, stop) = silent_server();
     let url = format!("etcd3+http://127.0.0.1:{port}?answer_timeout=0.5");
     let etcd = lockutils_etcd::backend(&url).unwrap();
     let started = Instant::now();
@@ -379,12 +388,35 @@ fn a_silent_server_is_an_error_within_the_answer_timeout() {
         .acquire()
         .unwrap_err();
     let waited = started.elapsed();
-    stop_tx.send(()).unwrap();
-    server.join().unwrap();
+    stop();
     assert!(waited < Duration::from_secs(2), "{waited:?}");
     let text = err.to_string();
     assert!(text.contains("did not answer within"), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+}
+
+#[test]
+fn a_timed_acquire_on_a_silent_server_gives_up_after_its_timeout_and_the_grace() {
+    let (port, stop) = silent_server();
+    // The answer timeout (10 s) is far longer than the lock's timeout.
+    let url = format!("etcd3+http://127.0.0.1:{port}");
+    let etcd = lockutils_etcd::backend(&url).unwrap();
+    let started = Instant::now();
+    let err = lock("silent-timed")
+        .external(true)
+        .backend(etcd)
+        .timeout(Duration::from_millis(200))
+        .acquire()
+        .unwrap_err();
+    let waited = started.elapsed();
+    stop();
+    let bound = Duration::from_millis(200) + lockutils_etcd::TIMEOUT_GRACE;
+    assert!(
+        waited >= bound && waited < bound + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("did not answer within"), "{text}");
 }
 
 #[test]
