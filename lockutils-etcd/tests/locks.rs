@@ -45,6 +45,35 @@ fn play(role: &str, args: &[String]) -> i32 {
             println!("released");
             0
         }
+        "count-async" => {
+            let path = arg(0).to_owned();
+            let n: usize = arg(1).parse().unwrap();
+            println!("ready");
+            let mut go = String::new();
+            std::io::stdin().read_line(&mut go).unwrap();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let tasks: Vec<_> = (0..2)
+                    .map(|_| {
+                        let path = path.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..n / 2 {
+                                bump_async(&path).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
+                }
+            });
+            println!("done");
+            0
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -65,6 +94,23 @@ fn bump(path: &str) -> Result<(), Error> {
         .unwrap();
     let mut file = std::fs::File::create(path).unwrap();
     write!(file, "{}", value + 1).unwrap();
+    Ok(())
+}
+
+/// The same increment from async code: the attribute awaits the lock (`acquire_async`).
+#[synchronized("lockutils-test-counter", prefix = "cinder", external = true)]
+async fn bump_async(path: &str) -> Result<(), Error> {
+    let value: u64 = tokio::fs::read_to_string(path)
+        .await
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // A yield between the read and the write: only the lock keeps another task out.
+    tokio::task::yield_now().await;
+    tokio::fs::write(path, (value + 1).to_string())
+        .await
+        .unwrap();
     Ok(())
 }
 
@@ -227,15 +273,16 @@ fn many_threads_exclude_each_other() {
 
 #[test]
 #[ignore = "needs an etcd server: scripts/test runs it (scripts/etcd, --include-ignored)"]
-fn two_processes_count_exactly_under_one_lock() {
+fn a_blocking_and_an_async_process_count_exactly_under_one_lock() {
     let Some(_etcd) = etcd() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("counter");
     std::fs::write(&path, "0").unwrap();
     let path = path.to_str().unwrap();
     let n = 40;
-    let mut children: Vec<_> = (0..2)
-        .map(|_| spawn("count", &[path, &n.to_string()]))
+    let mut children: Vec<_> = ["count", "count-async"]
+        .into_iter()
+        .map(|role| spawn(role, &[path, &n.to_string()]))
         .collect();
     for c in &mut children {
         c.expect("ready");
