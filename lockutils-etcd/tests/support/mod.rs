@@ -51,10 +51,14 @@ pub fn etcd() -> Option<&'static EtcdBackend> {
     url().map(|url| lockutils_etcd::backend(&url).expect("test server URL"))
 }
 
-/// Runs the server's control script: `stop`, `start`, `restart`, `pause`, `resume`.
+/// Runs the server's control script: `stop`, `start`, `restart`, `pause`, `resume`, each
+/// optionally followed by a member's number (`"stop 2"`).
 pub fn ctl(action: &str) {
     let script = std::env::var(CTL_ENV).expect("scripts/etcd sets LOCKUTILS_TEST_ETCD_CTL");
-    let status = Command::new(script).arg(action).status().expect("run ctl");
+    let status = Command::new(script)
+        .args(action.split_whitespace())
+        .status()
+        .expect("run ctl");
     assert!(status.success(), "ctl {action}: {status}");
 }
 
