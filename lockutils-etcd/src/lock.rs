@@ -184,7 +184,9 @@ impl Inner {
         // (not the wait itself, which its deadline ends) gets no answer.
         let started = Instant::now();
         let limit = match wait {
-            Wait::For(_) => deadline.map(|d| d + TIMEOUT_GRACE.min(self.gw.answer_timeout)),
+            Wait::For(_) => {
+                deadline.and_then(|d| d.checked_add(TIMEOUT_GRACE.min(self.gw.answer_timeout)))
+            }
             Wait::Never | Wait::Forever => None,
         };
         let mut lease: Option<Lease> = None;
@@ -266,7 +268,8 @@ impl Inner {
                 Ok(Try::Busy { revision }) => {
                     let out_of_time = match wait {
                         Wait::Never => true,
-                        Wait::For(_) => deadline.is_none_or(|d| Instant::now() >= d),
+                        // No deadline: a timeout too long to represent, i.e. forever.
+                        Wait::For(_) => deadline.is_some_and(|d| Instant::now() >= d),
                         Wait::Forever => false,
                     };
                     if out_of_time {

@@ -239,6 +239,30 @@ fn a_waiter_watches_and_takes_the_lock_at_the_release() {
 
 #[test]
 #[ignore = "needs an etcd server: scripts/test runs it (scripts/etcd, --include-ignored)"]
+fn a_timeout_too_long_to_represent_waits_like_no_timeout() {
+    let Some(etcd) = etcd() else { return };
+    let name = unique("max-timeout");
+    let mut holder = Raw::new(etcd, &name, None);
+    holder.acquire(Wait::Never).unwrap();
+    let key = holder.key();
+    let waiter = {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            lock(&name)
+                .external(true)
+                .backend(etcd)
+                .timeout(Duration::MAX)
+                .acquire()
+                .map(drop)
+        })
+    };
+    wait_until("the waiter watching the key", || etcd.waiting(&key) == 1);
+    holder.release().unwrap();
+    waiter.join().unwrap().unwrap();
+}
+
+#[test]
+#[ignore = "needs an etcd server: scripts/test runs it (scripts/etcd, --include-ignored)"]
 fn many_threads_exclude_each_other() {
     let Some(etcd) = etcd() else { return };
     let name = unique("threads");
