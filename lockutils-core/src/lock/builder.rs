@@ -314,45 +314,64 @@ impl<'a> LockBuilder<'a> {
             )?))
         };
         // The guard exists before anything is logged: a panicking log subscriber must not
-        // leave the lock held.
-        let mut guard = LockGuard {
+        // leave the lock held. (Built where it is returned: a guard built aside and then
+        // copied out costs a stalled copy.)
+        let mut result = Ok(LockGuard {
             held,
             do_log: self.do_log,
             external: None,
             _thread_bound: PhantomData,
-        };
+        });
         if self.do_log {
             tracing::debug!(target: LOG_TARGET, lock = name, "Acquired lock \"{name}\"");
         }
-        if self.external && !process_locking_disabled() {
-            let (target, backend) = self.external_lock()?;
-            // Shared holders of the name pass its gate one at a time, within the timeout.
-            let _stage = match guard.held.stage() {
-                Some(stage) if stage.acquire_with(1, wait.remaining(deadline)) => {
-                    Some(Permits::taken(stage, 1))
-                }
-                Some(_) => return Err(Error::acquire_failed(name, wait.waited())),
-                None => None,
-            };
-            {
-                let mut cache = guard.held.external().lock();
-                if cache.depth == 0 {
-                    // On failure the guard, still without the external lock, releases the
-                    // in-process lock (logging `Releasing lock` as oslo does).
-                    backend
-                        .acquire(&target, &mut cache, wait.remaining(deadline))
-                        .map_err(|e| e.with_waited(wait))?;
-                } else {
-                    join_external(name, &target, backend, &mut cache)?;
-                }
-                cache.enter(backend);
-            }
-            guard.external = Some(backend);
-            if self.do_log && debug_enabled() {
-                log_line(name, LogLine::AcquiredExternal);
-            }
+        if self.external
+            && !process_locking_disabled()
+            && let Ok(guard) = &mut result
+            && let Err(e) = self.take_external(guard, wait, deadline)
+        {
+            // Dropping the guard, still without the external lock, releases the in-process
+            // lock (logging `Releasing lock` as oslo does).
+            result = Err(e);
         }
-        Ok(guard)
+        result
+    }
+
+    /// The external lock of a guard that holds the in-process lock, as `wait` allows (from
+    /// `deadline`).
+    #[inline(never)]
+    fn take_external(
+        &self,
+        guard: &mut LockGuard,
+        wait: Wait,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(), Error> {
+        let name = self.name;
+        let (target, backend) = self.external_lock()?;
+        // Shared holders of the name pass its gate one at a time, within the timeout.
+        let _stage = match guard.held.stage() {
+            Some(stage) if stage.acquire_with(1, wait.remaining(deadline)) => {
+                Some(Permits::taken(stage, 1))
+            }
+            Some(_) => return Err(Error::acquire_failed(name, wait.waited())),
+            None => None,
+        };
+        {
+            let mut cache = guard.held.external().lock();
+            if cache.depth == 0 {
+                backend
+                    .acquire(&target, &mut cache, wait.remaining(deadline))
+                    .map_err(|e| e.with_waited(wait))?;
+            } else {
+                join_external(name, &target, backend, &mut cache)?;
+            }
+            cache.enter(backend);
+        }
+        guard.external = Some(backend);
+        if self.do_log && debug_enabled() {
+            log_line(name, LogLine::AcquiredExternal);
+        }
+        Ok(())
     }
 }
 
@@ -421,7 +440,10 @@ impl LockBuilder<'_> {
         let (raw, permits) = held.raw();
         let wait = Wait::new(self.blocking, self.timeout);
         let deadline = wait.deadline();
-        if !raw.acquire_async(permits, wait, deadline).await {
+        // A free lock is taken at once, before any future is made (never jumping the queue).
+        let taken = raw.try_acquire(permits)
+            || (wait != Wait::Never && raw.acquire_async(permits, wait, deadline).await);
+        if !taken {
             return Err(Error::acquire_failed(name, wait.waited()));
         }
         let mut guard = AsyncLockGuard {

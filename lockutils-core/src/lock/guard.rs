@@ -323,12 +323,7 @@ impl Drop for Held {
                 Taken::Handle(sem) => sem.release(),
                 Taken::Static(sem) => sem.release(),
             },
-            Held::Fair(lock) => match lock.take().expect("held until drop") {
-                Taken::Pinned(pinned) => release_pinned_write(pinned),
-                // SAFETY: the guard took one level of the write side on this thread (it is
-                // not Send), and only the guard releases it.
-                lock => unsafe { lock.write_side().unlock() },
-            },
+            Held::Fair(lock) => release_fair(lock.take().expect("held until drop")),
             Held::Shared(lock) => release_shared(lock),
         }
     }
@@ -353,8 +348,20 @@ fn release_shared(lock: &Taken<ReaderWriterLock>) {
     unsafe { lock.read_side().unlock() }
 }
 
-/// Gives back the level of the write side that a fair guard took on this thread through a
-/// pin (see `Pinned::release`): the levels first, then the permits as the last touch.
+/// Gives back the level of the write side that a fair guard took on this thread (the guard
+/// is not Send). Out of line: the semaphore's release stays small.
+#[inline(never)]
+fn release_fair(lock: Taken<ReaderWriterLock>) {
+    match lock {
+        Taken::Pinned(pinned) => release_pinned_write(pinned),
+        // SAFETY: the guard took one level of the write side on this thread, and only the
+        // guard releases it.
+        lock => unsafe { lock.write_side().unlock() },
+    }
+}
+
+/// Gives back the level of the write side that a fair guard took through a pin (see
+/// `Pinned::release`): the levels first, then the permits as the last touch.
 #[inline]
 fn release_pinned_write(pinned: Pinned<ReaderWriterLock>) {
     let permits = std::cell::Cell::new(0);
