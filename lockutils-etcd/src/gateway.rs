@@ -284,29 +284,14 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// Waits for the next deletion (or the end of the watch). Cancel safe: dropping it loses
-    /// at most part of a message, and the watch is then dropped too.
+    /// Waits for the next deletion (or the end of the watch). Cancel safe (the lease refresh
+    /// of a waiter interrupts it): bytes read stay in the buffer until they make a whole
+    /// message, and a message is taken out only to be acted on.
     pub async fn next(&mut self) -> Result<Change, Fail> {
         loop {
             while let Some(message) = self.take_message()? {
-                if let Some(fail) = server_error(&message) {
-                    return Err(fail);
-                }
-                let result = message.get("result").unwrap_or(&message);
-                let deleted =
-                    result
-                        .get("events")
-                        .and_then(Value::as_array)
-                        .is_some_and(|events| {
-                            events
-                                .iter()
-                                .any(|e| e.get("type").and_then(Value::as_str) == Some("DELETE"))
-                        });
-                if deleted {
-                    return Ok(Change::Deleted);
-                }
-                if result.get("canceled").and_then(Value::as_bool) == Some(true) {
-                    return Ok(Change::Ended);
+                if let Some(change) = change_of(&message)? {
+                    return Ok(change);
                 }
             }
             match self.response.chunk().await {
@@ -317,23 +302,52 @@ impl Watch {
         }
     }
 
-    /// The first whole message in the buffer, if there is one.
     fn take_message(&mut self) -> Result<Option<Value>, Fail> {
-        let mut stream = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
-        match stream.next() {
-            None => {
-                self.buf.clear();
-                Ok(None)
-            }
-            Some(Ok(value)) => {
-                let used = stream.byte_offset();
-                self.buf.drain(..used);
-                Ok(Some(value))
-            }
-            Some(Err(e)) if e.is_eof() => Ok(None),
-            Some(Err(e)) => Err(Fail::Protocol(format!("watch message: {e}"))),
-        }
+        take_message(&mut self.buf)
     }
+}
+
+/// The first whole message in `buf`, taken out of it, if there is one.
+fn take_message(buf: &mut Vec<u8>) -> Result<Option<Value>, Fail> {
+    let mut stream = serde_json::Deserializer::from_slice(buf).into_iter::<Value>();
+    match stream.next() {
+        None => {
+            buf.clear();
+            Ok(None)
+        }
+        Some(Ok(value)) => {
+            let used = stream.byte_offset();
+            buf.drain(..used);
+            Ok(Some(value))
+        }
+        Some(Err(e)) if e.is_eof() => Ok(None),
+        Some(Err(e)) => Err(Fail::Protocol(format!("watch message: {e}"))),
+    }
+}
+
+/// What one message of a watch stream says: a deletion, the watch's end, an error, or nothing
+/// of interest (the watch's creation, progress, puts).
+fn change_of(message: &Value) -> Result<Option<Change>, Fail> {
+    if let Some(fail) = server_error(message) {
+        return Err(fail);
+    }
+    let result = message.get("result").unwrap_or(message);
+    // A PUT event has no "type" (the default value is left out); only deletions count.
+    let deleted = result
+        .get("events")
+        .and_then(Value::as_array)
+        .is_some_and(|events| {
+            events
+                .iter()
+                .any(|e| e.get("type").and_then(Value::as_str) == Some("DELETE"))
+        });
+    if deleted {
+        return Ok(Some(Change::Deleted));
+    }
+    if result.get("canceled").and_then(Value::as_bool) == Some(true) {
+        return Ok(Some(Change::Ended));
+    }
+    Ok(None)
 }
 
 /// The error an answer carries, if any: `{"error": .., "code": .., "message": ..}`.
@@ -463,6 +477,44 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(server_error(&json!({"header": {}})).is_none());
+    }
+
+    #[test]
+    fn watch_messages() {
+        let created = json!({"result": {"header": {"revision": "7"}, "created": true}});
+        assert!(change_of(&created).unwrap().is_none());
+        let put = json!({"result": {"events": [{"kv": {"key": "YQ=="}}]}});
+        assert!(change_of(&put).unwrap().is_none());
+        let deleted = json!({"result": {"events": [{"type": "DELETE", "kv": {"key": "YQ=="}}]}});
+        assert_eq!(change_of(&deleted).unwrap(), Some(Change::Deleted));
+        let compacted = json!({"result": {"canceled": true, "compact_revision": "9"}});
+        assert_eq!(change_of(&compacted).unwrap(), Some(Change::Ended));
+        let error = json!({"error": {"grpc_code": 14, "message": "etcdserver: no leader"}});
+        assert!(change_of(&error).is_err());
+    }
+
+    #[test]
+    fn watch_streams_split_anywhere() {
+        let one = br#"{"result":{"created":true}}"#;
+        let two = br#"{"result":{"events":[{"type":"DELETE"}]}}"#;
+        let mut stream = one.to_vec();
+        stream.push(b'\n');
+        stream.extend_from_slice(two);
+        stream.push(b'\n');
+        // Fed in every split: the same two messages, whole, in order.
+        for cut in 0..stream.len() {
+            let mut buf = Vec::new();
+            let mut got = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                buf.extend_from_slice(part);
+                while let Some(message) = take_message(&mut buf).unwrap() {
+                    got.push(message);
+                }
+            }
+            assert_eq!(got.len(), 2, "cut at {cut}");
+            assert_eq!(change_of(&got[1]).unwrap(), Some(Change::Deleted));
+        }
+        assert!(take_message(&mut b"{]".to_vec()).is_err());
     }
 
     #[test]

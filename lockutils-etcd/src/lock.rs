@@ -11,8 +11,11 @@ use lockutils_core::{Error, Wait};
 use parking_lot::Mutex;
 
 use crate::TIMEOUT_GRACE;
-use crate::gateway::{Fail, Gateway, Try};
+use crate::gateway::{Change, Fail, Gateway, Try};
 use crate::options::Options;
+
+/// The pause before trying again after the server ended a watch by itself.
+const WATCH_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// What a backend shares with its tasks.
 pub(crate) struct Inner {
@@ -315,7 +318,15 @@ impl Inner {
         loop {
             let refresh_at = lease.confirmed + lease.period();
             tokio::select! {
-                change = watch.next() => return change.map(drop),
+                change = watch.next() => {
+                    if change? == Change::Ended {
+                        // The server ended the watch (its start was compacted away, or it
+                        // cancelled it): try again, after a pause, so that a server that
+                        // keeps doing so is not asked in a tight loop.
+                        tokio::time::sleep(WATCH_RETRY_PAUSE).await;
+                    }
+                    return Ok(());
+                }
                 () = tokio::time::sleep_until(refresh_at.into()) => {
                     let sent = Instant::now();
                     match self.gw.keep_alive(lease.id, self.gw.answer_timeout).await? {
