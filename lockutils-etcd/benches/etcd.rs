@@ -8,7 +8,9 @@
 //!   the lock: the time from the release's start to the waiter holding it.
 //!
 //! With a Python that has tooz (`LOCKUTILS_OSLO_PYTHON=$(scripts/oslo-venv)`), it also prints
-//! the same handoff between two tooz processes (`benches/tooz_handoff.py`: tooz polls).
+//! the same handoff between two tooz processes (`benches/tooz_handoff.py`: tooz polls), and
+//! writes it to `$LOCKUTILS_BENCH_OUT/etcd_tooz_handoff.json` for the report of
+//! `scripts/bench-compare`, which runs this benchmark beside `scripts/etcd`.
 //!
 //! Needs a server: `scripts/etcd -- cargo bench -p lockutils-etcd`.
 
@@ -84,12 +86,18 @@ fn main() {
 
     if let Some(python) = std::env::var_os("LOCKUTILS_OSLO_PYTHON") {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/tooz_handoff.py");
-        let status = std::process::Command::new(python)
-            .arg(script)
-            .arg(&url)
-            .arg("10")
-            .status()
-            .unwrap();
+        // scripts/bench-compare's smoke run checks the pipeline, not the figure.
+        let rounds = if std::env::var_os("LOCKUTILS_BENCH_SMOKE").is_some() {
+            "2"
+        } else {
+            "10"
+        };
+        let mut command = std::process::Command::new(python);
+        command.arg(script).arg(&url).arg(rounds);
+        if let Some(out) = std::env::var_os("LOCKUTILS_BENCH_OUT") {
+            command.arg(std::path::Path::new(&out).join("etcd_tooz_handoff.json"));
+        }
+        let status = command.status().unwrap();
         assert!(status.success(), "tooz handoff: {status}");
     }
 }

@@ -1,9 +1,10 @@
 """Handoff latency between two tooz processes (etcd3gw driver) on one lock: a holder
 releases, a waiter blocked in acquire() has it. Prints the median and the worst of N.
 
-Usage: tooz_handoff.py URL N
+Usage: tooz_handoff.py URL N [OUT.json]  (OUT gets {"median_ns", "max_ns", "n"})
 """
 
+import json
 import multiprocessing
 import statistics
 import sys
@@ -49,6 +50,12 @@ def main():
         "etcd_handoff/handoff_tooz_to_tooz: median %.1f ms, max %.1f ms over %d"
         % (statistics.median(times) * 1000, times[-1] * 1000, n)
     )
+    if len(sys.argv) > 3:
+        with open(sys.argv[3], "w") as f:
+            json.dump(
+                {"median_ns": statistics.median(times) * 1e9, "max_ns": times[-1] * 1e9, "n": n},
+                f,
+            )
 
 
 if __name__ == "__main__":
