@@ -87,6 +87,14 @@
 //! `connect_timeout`, `answer_timeout` (seconds, fractions allowed). Any other option is an
 //! error.
 //!
+//! ## Async code
+//! `acquire_async()` (and `#[synchronized]` on an `async fn`) runs the acquire on the crate's
+//! runtime and awaits it from any executor: no executor thread is blocked while it waits, and
+//! dropping the future ends the wait and revokes its lease (a lock got at that moment is let
+//! go). Dropping a guard waits for etcd to confirm the release (one round trip, at most
+//! [`RELEASE_TIMEOUT`] or the answer timeout); the blocking API blocks the calling thread,
+//! also inside an async task.
+//!
 //! ## Transport
 //! etcd's JSON gateway (`/v3/kv/txn`, `/v3/watch`, `/v3/lease/*`), as tooz's `etcd3gw`
 //! speaks it, over HTTP/1.1 with TLS through rustls: building needs nothing but Rust. The
