@@ -72,6 +72,18 @@ fn uncontended(c: &mut Criterion) {
             })
         })
     });
+    g.bench_function("lock_external_fair", |b| {
+        b.iter(|| {
+            drop(
+                lock(black_box("bench-ext-fair"))
+                    .fair(true)
+                    .external(true)
+                    .lock_path(dir.path())
+                    .acquire()
+                    .unwrap(),
+            )
+        })
+    });
     let ipl = InterProcessLock::new(dir.path().join("ipl"));
     g.bench_function("inter_process_lock", |b| {
         b.iter(|| drop(black_box(&ipl).acquire().unwrap()))
@@ -101,40 +113,54 @@ fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
 }
 
 /// A child of the contention benchmark: prepares, says `ready`, waits for `go`, runs `iters`
-/// increments of the counter under the lock, and prints when it started and ended (on the
-/// machine-wide monotonic clock) and how often the lock came from another process.
+/// increments of the counter under the lock (`raw` OFD locks, the `unfair` external lock or
+/// the `fair` one), and prints when it started and ended (on the machine-wide monotonic
+/// clock) and how often the lock came from another process. How long each acquisition
+/// waited goes to the file `waits-PID` (one number of nanoseconds per line).
 fn contention_child(mode: &str, dir: &Path, iters: u64) {
     let mut counter = Counter::open(&dir.join("counter")).unwrap();
     let raw = open_lock_file(&dir.join("raw-lock")).unwrap();
+    let mut waits = Vec::with_capacity(iters as usize);
     println!("ready");
     let mut go = String::new();
     std::io::stdin().read_line(&mut go).unwrap();
     let started = monotonic_ns();
     for _ in 0..iters {
+        let asked = Instant::now();
         if mode == "raw" {
             ofd(&raw, libc::F_WRLCK, true).unwrap();
+            waits.push(asked.elapsed().as_nanos() as u64);
             counter.increment().unwrap();
             ofd(&raw, libc::F_UNLCK, false).unwrap();
         } else {
             let _g = lock("contended")
+                .fair(mode == "fair")
                 .external(true)
                 .lock_path(dir)
                 .acquire()
                 .unwrap();
+            waits.push(asked.elapsed().as_nanos() as u64);
             counter.increment().unwrap();
         }
     }
-    println!(
-        "{started} {} {}",
-        monotonic_ns(),
-        counter.ownership_changes()
-    );
+    let ended = monotonic_ns();
+    let text: String = waits.iter().map(|w| format!("{w}\n")).collect();
+    std::fs::write(dir.join(format!("waits-{}", std::process::id())), text).unwrap();
+    println!("{started} {ended} {}", counter.ownership_changes());
+}
+
+/// What one run of [`four_processes`] measured.
+struct FourProcesses {
+    elapsed: Duration,
+    ownership_changes: u64,
+    /// How long each acquisition waited, of all four processes.
+    waits: Samples,
 }
 
 /// Runs 4 child processes of `mode` doing `iters` increments each; the time from the first
-/// start to the last end, and how often the lock passed from one process to another. Checks
-/// the count is exact.
-fn four_processes(mode: &str, iters: u64) -> (Duration, u64) {
+/// start to the last end, how often the lock passed from one process to another, and how
+/// long each acquisition waited. Checks the count is exact.
+fn four_processes(mode: &str, iters: u64) -> FourProcesses {
     let dir = tempfile::tempdir().unwrap();
     let role = format!("count {mode} {iters}");
     let mut children: Vec<_> = (0..4).map(|_| spawn_child(&role, dir.path())).collect();
@@ -160,7 +186,19 @@ fn four_processes(mode: &str, iters: u64) -> (Duration, u64) {
     }
     let counter = Counter::open(&dir.path().join("counter")).unwrap();
     assert_eq!(counter.read().unwrap().0, 4 * iters, "lost increments");
-    (Duration::from_nanos(last_end - first_start), changes)
+    let mut waits = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().starts_with("waits-") {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            waits.extend(text.lines().map(|l| l.parse::<u64>().unwrap()));
+        }
+    }
+    FourProcesses {
+        elapsed: Duration::from_nanos(last_end - first_start),
+        ownership_changes: changes,
+        waits: Samples::new(waits),
+    }
 }
 
 fn contention(c: &mut Criterion) {
@@ -168,23 +206,29 @@ fn contention(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(4));
     g.bench_function("raw_ofd_loop", |b| {
-        b.iter_custom(|iters| four_processes("raw", iters).0)
+        b.iter_custom(|iters| four_processes("raw", iters).elapsed)
     });
     g.bench_function("lock_external", |b| {
-        b.iter_custom(|iters| four_processes("lockutils", iters).0)
+        b.iter_custom(|iters| four_processes("unfair", iters).elapsed)
+    });
+    g.bench_function("lock_external_fair", |b| {
+        b.iter_custom(|iters| four_processes("fair", iters).elapsed)
     });
     g.finish();
-    // The kernel promises no fairness between processes; this shows how the lock moved.
+    // The kernel promises no fairness between processes; this shows how the lock moved, and
+    // how long acquisitions waited, without and with the fair queue.
     let per_process = size(25_000, 1_000);
     let mut runs = serde_json::Map::new();
-    for mode in ["raw", "lockutils"] {
-        let (elapsed, changes) = four_processes(mode, per_process);
+    for (mode, key) in [("raw", "raw"), ("unfair", "lockutils"), ("fair", "fair")] {
+        let run = four_processes(mode, per_process);
         runs.insert(
-            mode.to_owned(),
+            key.to_owned(),
             json!({
                 "increments": 4 * per_process,
-                "elapsed_ns": elapsed.as_nanos() as u64,
-                "ownership_changes": changes,
+                "elapsed_ns": run.elapsed.as_nanos() as u64,
+                "ownership_changes": run.ownership_changes,
+                "wait_median_ns": run.waits.percentile(50.0),
+                "wait_p99_ns": run.waits.percentile(99.0),
             }),
         );
     }

@@ -43,7 +43,7 @@ enum Commands {
         /// The lock name.
         name: String,
         /// Also take the inter-process lock: a lock file, or on the server that
-        /// LOCKUTILS_BACKEND_URL names (postgres://..., etcd3+http://...).
+        /// LOCKUTILS_BACKEND_URL names (postgres://..., etcd3+http://..., redis://...).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
         external: bool,
         /// Lock file prefix (the file is PREFIX-NAME).
@@ -56,6 +56,11 @@ enum Commands {
         /// or a shared advisory lock on the LOCKUTILS_BACKEND_URL server).
         #[arg(long)]
         shared: bool,
+        /// Take the fair lock: on lock files, the processes waiting for it (lockutils run
+        /// --fair, and lock(name).fair(true).external(true) in Rust) get it in the order
+        /// they asked, first come, first served.
+        #[arg(long)]
+        fair: bool,
         /// Fail at once (exit 75) if the lock is held.
         #[arg(long)]
         nonblocking: bool,
@@ -138,10 +143,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() {
-    // postgres:// and etcd3+http(s):// backend URLs (LOCKUTILS_BACKEND_URL) take external
-    // locks across hosts.
+    // postgres://, etcd3+http(s):// and redis:// backend URLs (LOCKUTILS_BACKEND_URL) take
+    // external locks across hosts.
     lockutils_postgres::install();
     lockutils_etcd::install();
+    lockutils_redis::install();
     let cli = Cli::parse();
     let code = match cli.command {
         Commands::Run {
@@ -150,6 +156,7 @@ fn main() {
             prefix,
             lock_path,
             shared,
+            fair,
             nonblocking,
             timeout,
             command,
@@ -160,6 +167,7 @@ fn main() {
                 prefix,
                 lock_path,
                 shared,
+                fair,
                 nonblocking,
                 timeout,
             };

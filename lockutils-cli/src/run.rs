@@ -21,6 +21,8 @@ pub struct RunOptions {
     pub lock_path: Option<PathBuf>,
     /// Take the shared (reader) side of the inter-process reader/writer lock.
     pub shared: bool,
+    /// Take the fair lock: on lock files, processes are served in the order they asked.
+    pub fair: bool,
     /// One try only.
     pub nonblocking: bool,
     /// Wait at most this long.
@@ -68,6 +70,7 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> i32 {
     let mut builder = lockutils::lock(&options.name)
         .external(options.external || options.shared)
         .shared(options.shared)
+        .fair(options.fair)
         .blocking(!options.nonblocking)
         .do_log(false);
     if let Some(prefix) = &options.prefix {

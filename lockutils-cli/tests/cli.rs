@@ -821,3 +821,127 @@ fn errors_are_one_line_name_what_to_fix_and_use_documented_statuses() {
         );
     }
 }
+
+/// The Redis test server's URL (`scripts/redis` sets it), or `None` to skip; fails instead
+/// with LOCKUTILS_REQUIRE_REDIS set.
+fn redis_url() -> Option<String> {
+    match std::env::var("LOCKUTILS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("LOCKUTILS_REQUIRE_REDIS").is_none(),
+                "LOCKUTILS_REQUIRE_REDIS is set but LOCKUTILS_TEST_REDIS_URL is not: run the \
+                 tests under scripts/redis"
+            );
+            eprintln!("skipped: no Redis server (run under scripts/redis)");
+            None
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a Redis server: scripts/test runs it (scripts/redis, --include-ignored)"]
+fn run_takes_the_lock_on_redis_and_list_shows_it() {
+    let Some(url) = redis_url() else { return };
+    let url = format!("{url}?namespace=cli-test-{}", std::process::id());
+    // `lockutils run` holds the lock on the server (LOCKUTILS_BACKEND_URL) while its
+    // command runs.
+    let mut holder = Command::new(LOCKUTILS)
+        .args(["run", "1234-delete_volume", "--prefix", "cinder", "--"])
+        .args(["sh", "-c", "echo held; read line || true"])
+        .env("LOCKUTILS_BACKEND_URL", &url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "held");
+
+    // A second run cannot have it meanwhile.
+    let out = Command::new(LOCKUTILS)
+        .args([
+            "run",
+            "1234-delete_volume",
+            "--prefix",
+            "cinder",
+            "--nonblocking",
+            "--",
+        ])
+        .args(["true"])
+        .env("LOCKUTILS_BACKEND_URL", &url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+
+    // list --backend-url shows it under tooz's name, with its key and expiry.
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--backend-url", &url, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        json.contains("\"name\":\"cinder-1234-delete_volume\""),
+        "{json}"
+    );
+    assert!(json.contains("_cinder-1234-delete_volume_lock"), "{json}");
+    assert!(json.contains("\"expires_in_ms\":"), "{json}");
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--backend-url", &url, "--prefix", "nova"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(!table.contains("cinder-1234"), "{table}");
+    assert!(!table.contains("lockutils-test"), "the password: {table}");
+
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    let out = Command::new(LOCKUTILS)
+        .args(["list", "--backend-url", &url, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "[]");
+}
+
+#[test]
+fn run_fair_serves_waiting_commands_in_the_order_they_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let blocked = || {
+        child::blocked_waiters(&d.path().join("fifo"))
+            + child::blocked_waiters(&d.path().join(".lockutils-fifo").join("fifo"))
+    };
+    let mut holder = Command::new(LOCKUTILS)
+        .args(["run", "fifo", "--fair", "--lock-path", dir, "--"])
+        .args(["sh", "-c", "echo held; read line || true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "held");
+    let order = d.path().join("order");
+    let waiters: Vec<_> = (0..4)
+        .map(|i| {
+            let child = Command::new(LOCKUTILS)
+                .args(["run", "fifo", "--fair", "--lock-path", dir, "--"])
+                .args(["sh", "-c", &format!("echo {i} >> {}", order.display())])
+                .spawn()
+                .unwrap();
+            let started = std::time::Instant::now();
+            while blocked() < i + 1 {
+                assert!(
+                    started.elapsed() < child::PATIENCE,
+                    "waiter {i} never queued"
+                );
+                std::thread::yield_now();
+            }
+            child
+        })
+        .collect();
+    release(holder);
+    for mut waiter in waiters {
+        assert!(waiter.wait().unwrap().success());
+    }
+    assert_eq!(std::fs::read_to_string(order).unwrap(), "0\n1\n2\n3\n");
+}

@@ -251,10 +251,14 @@ impl LockDirectory {
             return Ok(Removal::NotALockFile(NOT_EMPTY));
         }
         match self.dir.unlink(file_name) {
-            Ok(()) => Ok(Removal::Removed),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Missing),
-            Err(e) => Err(e),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Missing),
+            Err(e) => return Err(e),
         }
+        // Its queue of fair waiters goes too, unless somebody queues on it.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        crate::file::fifo::remove_queue_if_idle(&self.dir, file_name)?;
+        Ok(Removal::Removed)
         // Closing `file` releases the lock.
     }
 }

@@ -112,6 +112,7 @@ fn handoff(etcd: &'static lockutils_etcd::EtcdBackend) -> Duration {
         lock_path: None,
         delay: Duration::from_millis(10),
         mode: Mode::Exclusive,
+        fair: false,
     };
     let mut cache = ExternalCache::default();
     etcd.acquire(&target, &mut cache, Wait::Never).unwrap();

@@ -49,7 +49,7 @@
 //!   deletes it (a release by lockutils or tooz, or its lease running out), the waiter tries
 //!   again at once (tooz polls every second). The wait refreshes its lease meanwhile, which
 //!   also checks that etcd still answers. Waiters are not queued: after a release, whoever
-//!   tries first wins.
+//!   tries first wins (also for `fair(true)`, which only orders this process's waiters).
 //! - **Keep-alive**: while held, a task refreshes the lease every third of its TTL. When etcd
 //!   says the lease is gone (revoked, expired), or no refresh succeeded for a whole TTL, the
 //!   lock is marked lost and a warning logged; `is_external_held()` is then `Ok(false)`.

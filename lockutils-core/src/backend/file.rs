@@ -11,7 +11,7 @@ use crate::config::lock_file_path;
 use crate::error::Error;
 use crate::file::{HeldFile, LockFile};
 use crate::file_wait::{FileSlot, lock_async};
-use crate::queue::Wait;
+use crate::queue::{Mode, Wait};
 
 /// External locks as lock files (see the `file` module docs for the primitive): the backend
 /// of `lock(name).external(true)`.
@@ -27,6 +27,10 @@ impl ExternalBackend for FileBackend {
     ) -> Result<(), Error> {
         let state = cache.get_or_insert_with(FileState::new);
         state.update(target)?;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if target.fair && target.mode == Mode::Exclusive {
+            return fifo::acquire(state, target, wait);
+        }
         let held = LockFile::acquire(
             &mut state.slot.kept,
             &mut None,
@@ -43,6 +47,9 @@ impl ExternalBackend for FileBackend {
     fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error> {
         let state = cache.get_or_insert_with(FileState::new);
         let result = state.slot.release(name);
+        // Then out of the queue (if the lock came through it): the next one goes on.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let result = result.and(fifo::leave(state, name));
         // Descriptors are kept for speed, but not without bound: names used once each must
         // not exhaust the process's descriptor limit before the registry sweeps them.
         if LockFile::open_count() > crate::file::kept_descriptor_limit() {
@@ -64,6 +71,12 @@ impl ExternalBackend for FileBackend {
         wait: Wait,
         deadline: Option<Instant>,
     ) -> AcquireFuture<'a> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if target.fair && target.mode == Mode::Exclusive {
+            return Box::pin(
+                async move { fifo::acquire_async(cache, &target, wait, deadline).await },
+            );
+        }
         Box::pin(async move { acquire_async(cache, &target, wait, deadline).await })
     }
 
@@ -157,6 +170,12 @@ struct FileState {
     config_version: u64,
     /// The file, its path, and the helper thread of an async wait (see `file_wait`).
     slot: FileSlot,
+    /// The queue of fair locks across processes (the companion file), once used.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    queue: Option<std::sync::Arc<crate::file::fifo::Queue>>,
+    /// The ticket in that queue while the lock is held through it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    ticket: Option<u64>,
 }
 
 impl FileState {
@@ -178,6 +197,10 @@ impl FileState {
             && (lock_path.is_some() || self.config_version == version);
         if !same {
             self.slot.path = lock_file_path(target.name, prefix, lock_path)?;
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                self.queue = None;
+            }
             self.prefix = prefix.map(Box::from);
             self.lock_path = lock_path.map(Path::to_owned);
             self.config_version = version;
@@ -202,5 +225,224 @@ pub(crate) fn remove_held_lock_file(
     {
         Some(held) => held.remove(name),
         None => crate::file::remove_unheld(name, path),
+    }
+}
+
+/// Fair lock files: first come, first served across processes, through the queue of
+/// `file::fifo` (Linux).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod fifo {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use parking_lot::Mutex;
+
+    use super::{ExternalCache, ExternalTarget, FileSlot, FileState, lock_async};
+    use crate::error::Error;
+    use crate::file::LockFile;
+    use crate::file::fifo::{ABANDONED, Queue, RELEASED, Walk};
+    use crate::queue::{Mode, Wait};
+
+    /// A place in the queue, given up (marked abandoned, unlocked) when dropped: on an
+    /// error, a timeout, or a cancelled task. Kept by [`Place::keep`] once the lock is held.
+    struct Place {
+        queue: Arc<Queue>,
+        ticket: u64,
+    }
+
+    impl Place {
+        /// Keeps the place (the lock is held): its ticket, for the release.
+        fn keep(self) -> u64 {
+            let ticket = self.ticket;
+            std::mem::forget(self);
+            ticket
+        }
+    }
+
+    impl Drop for Place {
+        fn drop(&mut self) {
+            if let Err(e) = self.queue.leave(self.ticket, ABANDONED) {
+                tracing::warn!(
+                    target: crate::error::LOG_TARGET,
+                    "leaving the queue of {}: {e}",
+                    self.queue.path().display()
+                );
+            }
+        }
+    }
+
+    /// The queue of `state`'s lock file, opened (again) if missing, removed since (one
+    /// `fstat`: a removed queue file would be a queue of its own), or inherited through
+    /// `fork`.
+    fn queue_of(state: &mut FileState, name: &str) -> Result<Arc<Queue>, Error> {
+        if let Some(queue) = &state.queue
+            && queue.is_own()
+            && queue.is_linked().unwrap_or(false)
+        {
+            return Ok(queue.clone());
+        }
+        let queue = Arc::new(Queue::open(name, &state.slot.path)?);
+        state.queue = Some(queue.clone());
+        Ok(queue)
+    }
+
+    /// Takes a ticket, reopening the queue file if it was removed meanwhile.
+    fn enqueue(state: &mut FileState, name: &str) -> Result<(Arc<Queue>, Walk), Error> {
+        loop {
+            let queue = queue_of(state, name)?;
+            match queue.enqueue() {
+                Ok(Some(walk)) => return Ok((queue, walk)),
+                Ok(None) => state.queue = None,
+                Err(e) => return Err(Error::io(name, queue.path().to_owned(), "queue", e)),
+            }
+        }
+    }
+
+    /// With nobody queued, the lock file at once (one try), as an unfair lock takes it: no
+    /// ticket for an uncontended lock. `Ok(true)` if held.
+    fn try_unqueued(
+        slot: &mut FileSlot,
+        queue: &Queue,
+        name: &str,
+        delay: Duration,
+    ) -> Result<bool, Error> {
+        let empty = queue
+            .is_empty()
+            .map_err(|e| Error::io(name, queue.path().to_owned(), "inspect the queue", e))?;
+        if !empty {
+            return Ok(false);
+        }
+        let path = slot.path.clone();
+        match LockFile::acquire(
+            &mut slot.kept,
+            &mut None,
+            name,
+            &path,
+            Mode::Exclusive,
+            Wait::Never,
+            delay,
+        ) {
+            Ok(held) => {
+                slot.held = Some(held);
+                Ok(true)
+            }
+            Err(e) if e.is_acquire_failed() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The blocking acquire of a fair lock file: the queue, then the file.
+    pub(super) fn acquire(
+        state: &mut FileState,
+        target: &ExternalTarget<'_>,
+        wait: Wait,
+    ) -> Result<(), Error> {
+        let name = target.name;
+        let deadline = wait.deadline();
+        let queue = queue_of(state, name)?;
+        if try_unqueued(&mut state.slot, &queue, name, target.delay)? {
+            return Ok(());
+        }
+        if wait == Wait::Never {
+            // Held, or somebody queues: a try does not pass them.
+            return Err(Error::acquire_failed(name, None));
+        }
+        let (queue, mut walk) = enqueue(state, name)?;
+        let place = Place {
+            queue: queue.clone(),
+            ticket: walk.ticket(),
+        };
+        let first = match (wait, deadline) {
+            (Wait::For(_), Some(deadline)) => {
+                queue.advance_until(&mut walk, deadline, target.delay)
+            }
+            _ => queue.advance(&mut walk, true),
+        }
+        .map_err(|e| Error::io(name, queue.path().to_owned(), "wait in the queue", e))?;
+        if !first {
+            return Err(Error::acquire_failed(name, wait.waited()));
+        }
+        let path = state.slot.path.clone();
+        let held = LockFile::acquire(
+            &mut state.slot.kept,
+            &mut None,
+            name,
+            &path,
+            Mode::Exclusive,
+            wait.remaining(deadline),
+            target.delay,
+        )
+        .map_err(|e| e.with_waited(wait))?;
+        state.slot.held = Some(held);
+        state.ticket = Some(place.keep());
+        Ok(())
+    }
+
+    /// The async acquire of a fair lock file: the queue (tried at growing intervals, up to
+    /// the lock's delay, so that no thread blocks), then the file (see `file_wait`).
+    /// Cancel-safe: a dropped future leaves the queue.
+    pub(super) async fn acquire_async(
+        cache: &Mutex<ExternalCache>,
+        target: &ExternalTarget<'_>,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        let name = target.name;
+        let (queue, mut walk) = {
+            let mut cache = cache.lock();
+            let state = cache.get_or_insert_with(FileState::new);
+            state.update(target)?;
+            let queue = queue_of(state, name)?;
+            if try_unqueued(&mut state.slot, &queue, name, target.delay)? {
+                return Ok(());
+            }
+            if wait == Wait::Never {
+                return Err(Error::acquire_failed(name, None));
+            }
+            enqueue(state, name)?
+        };
+        let place = Place {
+            queue: queue.clone(),
+            ticket: walk.ticket(),
+        };
+        let mut pause = Duration::from_micros(50);
+        while !queue
+            .advance(&mut walk, false)
+            .map_err(|e| Error::io(name, queue.path().to_owned(), "wait in the queue", e))?
+        {
+            let now = Instant::now();
+            if wait.is_over(deadline) {
+                return Err(Error::acquire_failed(name, wait.waited()));
+            }
+            let wake = deadline.map_or(now + pause, |d| d.min(now + pause));
+            crate::timer::Sleep::until(wake).await;
+            pause = (pause * 2).min(target.delay.max(pause));
+        }
+        fn slot_of(cache: &mut ExternalCache) -> &mut FileSlot {
+            &mut cache.get_or_insert_with(FileState::new).slot
+        }
+        lock_async(
+            cache,
+            slot_of,
+            name,
+            Mode::Exclusive,
+            wait.remaining(deadline),
+            deadline,
+            target.delay,
+        )
+        .await
+        .map_err(|e| e.with_waited(wait))?;
+        cache.lock().get_or_insert_with(FileState::new).ticket = Some(place.keep());
+        Ok(())
+    }
+
+    /// Leaves the queue after the lock file was released, if the lock came through it.
+    pub(super) fn leave(state: &mut FileState, name: &str) -> Result<(), Error> {
+        match (state.ticket.take(), &state.queue) {
+            (Some(ticket), Some(queue)) => queue
+                .leave(ticket, RELEASED)
+                .map_err(|e| Error::io(name, queue.path().to_owned(), "leave the queue", e)),
+            _ => Ok(()),
+        }
     }
 }

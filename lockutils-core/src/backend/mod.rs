@@ -57,6 +57,10 @@ pub struct ExternalTarget<'a> {
     /// Which side: [`Mode::Shared`] only for a backend whose
     /// [`supports_shared`](ExternalBackend::supports_shared) says it can.
     pub mode: Mode,
+    /// Whether the lock was asked for fair ([`LockBuilder::fair`](crate::LockBuilder::fair)):
+    /// a backend that can serve waiters of all processes in arrival order does so (lock
+    /// files do, on Linux); the others serve them in their own order.
+    pub fair: bool,
 }
 
 /// State a backend keeps for one lock name while the name's in-process lock exists (an

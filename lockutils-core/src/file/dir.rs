@@ -361,6 +361,84 @@ impl Dir {
         }
     }
 
+    /// The subdirectory `sub` of this directory, created (with the lock directory mode) if
+    /// missing and `create`, opened through this directory's descriptor without following a
+    /// link: a link planted there is refused (`ELOOP`/`ENOTDIR`), not followed.
+    #[cfg(unix)]
+    pub(crate) fn open_subdir(&self, sub: &OsStr, create: bool) -> io::Result<Dir> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let c = c_name(sub)?;
+        // SAFETY: an open directory descriptor and a NUL-terminated name.
+        let made = !create
+            || unsafe {
+                libc::mkdirat(
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    lock_directory_mode() as libc::mode_t,
+                )
+            } == 0;
+        if !made {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+        }
+        let flags = libc::O_RDONLY
+            | libc::O_DIRECTORY
+            | libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | libc::O_NOCTTY;
+        let fd = retry_if_out_of_descriptors(|| {
+            // SAFETY: an open directory descriptor and a NUL-terminated name.
+            let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags) };
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(fd)
+            }
+        })?;
+        Ok(Dir {
+            // SAFETY: `fd` was just opened and is owned by nothing else.
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+            path: self.path.join(sub),
+        })
+    }
+
+    /// Opens (creating if `create`) `file` in this directory for reading and writing at
+    /// any offset (unlike [`open_file`](Self::open_file), not appending), with the same
+    /// care: no link followed, no descriptor leaked to children, no hang on a FIFO.
+    #[cfg(unix)]
+    pub(crate) fn open_data_file(&self, file: &OsStr, create: bool) -> io::Result<File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let c = c_name(file)?;
+        let mut flags =
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+        if create {
+            flags |= libc::O_CREAT;
+        }
+        retry_if_out_of_descriptors(|| {
+            loop {
+                // SAFETY: an open directory descriptor and a NUL-terminated name.
+                let fd = unsafe {
+                    libc::openat(
+                        self.fd.as_raw_fd(),
+                        c.as_ptr(),
+                        flags,
+                        0o666 as libc::c_uint,
+                    )
+                };
+                if fd >= 0 {
+                    // SAFETY: `fd` was just opened and is owned by nothing else.
+                    return Ok(unsafe { File::from_raw_fd(fd) });
+                }
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        })
+    }
+
     /// Removes `file` from this directory (a link itself, never what it points to).
     pub(crate) fn unlink(&self, file: &OsStr) -> io::Result<()> {
         #[cfg(unix)]

@@ -46,6 +46,8 @@ use crate::error::Error;
 use crate::queue::Wait;
 
 mod dir;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) mod fifo;
 mod limits;
 
 use dir::lock_file_name_of;
@@ -319,10 +321,15 @@ impl LockFile {
         }
         match dir.unlink(file_name) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(Error::io(name, self.path.clone(), "remove lock file", e))
+                return Err(Error::io(name, self.path.clone(), "remove lock file", e));
             }
-            _ => Ok(()),
+            _ => {}
         }
+        // Its queue of fair waiters goes too, unless somebody queues on it.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        fifo::remove_queue_if_idle(&dir, file_name)
+            .map_err(|e| Error::io(name, self.path.clone(), "remove the lock's queue file", e))?;
+        Ok(())
     }
 
     fn lock_until(&self, mode: Mode, deadline: Instant, max_pause: Duration) -> io::Result<bool> {

@@ -156,7 +156,10 @@ impl<'a> LockBuilder<'a> {
 
     /// Whether to use the fair lock of this name (default `false`): strict FIFO among
     /// waiters, reentrant for the holding thread. Fair and non-fair locks of one name are
-    /// distinct locks, as in oslo.
+    /// distinct locks, as in oslo. With [`external(true)`](Self::external) on lock files
+    /// (Linux), the order holds across processes too: waiting processes and threads queue
+    /// first come, first served, and a waiter or holder that dies frees its place at once
+    /// (see `docs/external-locks.md`); oslo processes, which do not queue, still exclude.
     pub fn fair(mut self, fair: bool) -> Self {
         self.fair = fair;
         self
@@ -274,6 +277,7 @@ impl<'a> LockBuilder<'a> {
             } else {
                 Mode::Exclusive
             },
+            fair: self.fair,
         };
         let backend = match self.backend {
             Some(backend) => backend,

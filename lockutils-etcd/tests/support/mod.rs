@@ -120,6 +120,7 @@ impl Raw {
             lock_path: None,
             delay: Duration::from_millis(10),
             mode: Mode::Exclusive,
+            fair: false,
         };
         self.etcd.acquire(&target, &mut self.cache, wait)
     }

@@ -317,6 +317,16 @@ pub(crate) fn rows(s: &Sources) -> Vec<Row> {
             set_from: Some(38_900.0),
         }),
         Row::new(
+            "fair external lock, uncontended",
+            Time,
+            s.crit(&format!("{ext}/lock_external_fair")),
+        )
+        .baseline(
+            "the unfair external lock",
+            s.crit(&format!("{ext}/lock_external")),
+        )
+        .goal(BaselineRatioAtMost(2.0)),
+        Row::new(
             "external lock, uncontended (vs. fasteners' cycle)",
             Time,
             s.crit(&format!("{ext}/lock_external")),
@@ -394,6 +404,50 @@ pub(crate) fn rows(s: &Sources) -> Vec<Row> {
             s.oslo("/external_4_processes/ownership_changes"),
             s.oslo("/external_4_processes/increments"),
         )),
+        Row::new(
+            "4 processes, fair lock (per increment)",
+            Time,
+            div(s.crit("external_4_processes/lock_external_fair"), 4.0),
+        )
+        .baseline(
+            "the unfair external lock",
+            div(s.crit("external_4_processes/lock_external"), 4.0),
+        )
+        .goal(ThroughputVsBaselineAtLeast(0.5)),
+        Row::new(
+            "… fair: ownership changes per 1,000 increments",
+            Number,
+            per_thousand(
+                s.data("external_4_processes", "/fair/ownership_changes"),
+                s.data("external_4_processes", "/fair/increments"),
+            ),
+        )
+        .baseline(
+            "the unfair external lock",
+            per_thousand(
+                s.data("external_4_processes", "/lockutils/ownership_changes"),
+                s.data("external_4_processes", "/lockutils/increments"),
+            ),
+        )
+        .goal(AtLeast(950.0)),
+        Row::new(
+            "… fair: wait per acquisition, median",
+            Time,
+            s.data("external_4_processes", "/fair/wait_median_ns"),
+        )
+        .baseline(
+            "the unfair external lock",
+            s.data("external_4_processes", "/lockutils/wait_median_ns"),
+        ),
+        Row::new(
+            "… fair: wait per acquisition, p99",
+            Time,
+            s.data("external_4_processes", "/fair/wait_p99_ns"),
+        )
+        .baseline(
+            "the unfair external lock",
+            s.data("external_4_processes", "/lockutils/wait_p99_ns"),
+        ),
         Row::new(
             "handoff to another process, median",
             Time,

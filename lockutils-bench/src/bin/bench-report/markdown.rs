@@ -107,7 +107,10 @@ pub(crate) fn markdown(rows: &[Row], s: &Sources, args: &Args) -> String {
          from the first process's start to the last one's end (`CLOCK_MONOTONIC`), divided by \
          all increments. An ownership change is an \
          increment that follows another process's: the kernel promises no fairness between \
-         processes, and neither lockutils nor oslo adds any.",
+         processes, and neither the unfair lock nor oslo adds any; the fair lock \
+         (`lock(name).fair(true).external(true)`) queues the processes first come, first \
+         served. The wait per acquisition is from asking for the lock to holding it, over all \
+         four processes' acquisitions.",
         "Handoff to another process: the holder releases once the waiter is blocked in the \
          kernel (seen in `/proc/locks`); both read `CLOCK_MONOTONIC`. oslo's waiter polls with a \
          sleep that grows to 100 ms, so its holder keeps the lock 100–400 ms (spread evenly) \
