@@ -43,7 +43,7 @@ enum Commands {
         /// The lock name.
         name: String,
         /// Also take the inter-process lock: a lock file, or on the server that
-        /// LOCKUTILS_BACKEND_URL names (postgres://..., redis://...).
+        /// LOCKUTILS_BACKEND_URL names (postgres://..., etcd3+http://..., redis://...).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
         external: bool,
         /// Lock file prefix (the file is PREFIX-NAME).
@@ -143,9 +143,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() {
-    // postgres:// and redis:// backend URLs (LOCKUTILS_BACKEND_URL) take external locks
-    // across hosts.
+    // postgres://, etcd3+http(s):// and redis:// backend URLs (LOCKUTILS_BACKEND_URL) take
+    // external locks across hosts.
     lockutils_postgres::install();
+    lockutils_etcd::install();
     lockutils_redis::install();
     let cli = Cli::parse();
     let code = match cli.command {

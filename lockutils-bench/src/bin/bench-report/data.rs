@@ -202,6 +202,12 @@ impl Row {
         self
     }
 
+    /// Drawn in the chart although oslo has no such case.
+    pub(crate) fn charted(mut self) -> Self {
+        self.chart = self.unit == Unit::Time;
+        self
+    }
+
     pub(crate) fn goal(mut self, check: Check) -> Self {
         self.checks.push(check);
         self
@@ -529,6 +535,41 @@ pub(crate) fn rows(s: &Sources) -> Vec<Row> {
         )
         .goal(AtMost(0.0)),
     ]
+    .into_iter()
+    .chain(etcd_rows(s))
+    .collect()
+}
+
+/// The etcd backend's rows (`lockutils-etcd`'s benchmark, run beside `scripts/etcd`), unless
+/// `scripts/bench-compare` found no etcd server and said so (`etcd_skipped.json`).
+fn etcd_rows(s: &Sources) -> Vec<Row> {
+    if s.data.join("etcd_skipped.json").exists() {
+        return Vec::new();
+    }
+    vec![
+        Row::new(
+            "etcd lock acquire+release, uncontended",
+            Unit::Time,
+            s.crit("etcd_uncontended/lock_external_backend"),
+        )
+        .baseline(
+            "bare put+delete round trips",
+            s.crit("etcd_uncontended/put_delete_round_trip"),
+        )
+        .charted()
+        .goal(Check::BaselineRatioAtMost(2.5)),
+        Row::new(
+            "etcd handoff to a waiter",
+            Unit::Time,
+            s.crit("etcd_handoff/handoff_lockutils_to_lockutils"),
+        )
+        .baseline(
+            "tooz to tooz, median",
+            s.data("etcd_tooz_handoff", "/median_ns"),
+        )
+        .charted()
+        .goal(Check::AtMost(5e6)),
+    ]
 }
 
 /// A ratio with the precision that keeps it honest next to a goal: 19.6× is not 20×.
@@ -537,8 +578,13 @@ pub(crate) fn fmt_ratio(r: f64) -> String {
         format!("{r:.0}×")
     } else if r >= 10.0 {
         format!("{r:.1}×")
-    } else {
+    } else if r >= 0.1 || r == 0.0 {
         format!("{r:.2}×")
+    } else {
+        // Far below the baseline (e.g. a watch against a polling client): 3 significant
+        // digits, not "0.00×".
+        let digits = (2 - r.log10().floor() as i32).max(0) as usize;
+        format!("{r:.digits$}×")
     }
 }
 

@@ -207,6 +207,52 @@ mod tests {
     }
 
     #[test]
+    fn etcd_rows_compare_with_bare_round_trips_and_tooz_unless_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = partial_run(dir.path(), 50.0, 9300.0);
+        for (id, ns) in [
+            ("etcd_uncontended/lock_external_backend", 2.7e6),
+            ("etcd_uncontended/put_delete_round_trip", 1.4e6),
+            ("etcd_handoff/handoff_lockutils_to_lockutils", 2.5e6),
+        ] {
+            let at = dir.path().join("criterion").join(id).join("new");
+            std::fs::create_dir_all(&at).unwrap();
+            let json = format!(r#"{{"median": {{"point_estimate": {ns}}}}}"#);
+            std::fs::write(at.join("estimates.json"), json).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("data/etcd_tooz_handoff.json"),
+            r#"{"median_ns": 714000000.0, "max_ns": 718000000.0, "n": 10}"#,
+        )
+        .unwrap();
+        let src = Sources::load(&args);
+        let md = markdown(&rows(&src), &src, &args);
+        let row = |case: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {case} |")))
+                .unwrap_or_else(|| panic!("no row {case}: {md}"))
+                .to_owned()
+        };
+        let lock = row("etcd lock acquire+release, uncontended");
+        assert!(
+            lock.contains("| 2.70 ms | bare put+delete round trips: 1.40 ms | 1.93× |"),
+            "{lock}"
+        );
+        assert!(lock.contains("≤ 2.5× baseline ✓"), "{lock}");
+        let handoff = row("etcd handoff to a waiter");
+        assert!(
+            handoff.contains("tooz to tooz, median: 714.00 ms"),
+            "{handoff}"
+        );
+        assert!(handoff.contains("≤ 5.00 ms ✓"), "{handoff}");
+        assert!(svg(&rows(&src)).contains(">etcd handoff to a waiter</text>"));
+
+        std::fs::write(dir.path().join("data/etcd_skipped.json"), "{}").unwrap();
+        let src = Sources::load(&args);
+        assert!(!rows(&src).iter().any(|r| r.case.starts_with("etcd")));
+    }
+
+    #[test]
     fn the_chart_draws_every_case_oslo_has() {
         let dir = tempfile::tempdir().unwrap();
         let args = partial_run(dir.path(), 50.0, 9300.0);
