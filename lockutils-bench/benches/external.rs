@@ -229,6 +229,8 @@ fn contention(c: &mut Criterion) {
                 "ownership_changes": run.ownership_changes,
                 "wait_median_ns": run.waits.percentile(50.0),
                 "wait_p99_ns": run.waits.percentile(99.0),
+                "wait_p999_ns": run.waits.percentile(99.9),
+                "wait_max_ns": run.waits.percentile(100.0),
             }),
         );
     }

@@ -286,13 +286,19 @@ mod fifo {
         Ok(queue)
     }
 
-    /// Takes a ticket, reopening the queue file if it was removed meanwhile.
-    fn enqueue(state: &mut FileState, name: &str) -> Result<(Arc<Queue>, Walk), Error> {
+    /// Takes a ticket in `queue`, reopening the queue file if it was removed meanwhile.
+    fn enqueue(
+        state: &mut FileState,
+        name: &str,
+        mut queue: Arc<Queue>,
+    ) -> Result<(Arc<Queue>, Walk), Error> {
         loop {
-            let queue = queue_of(state, name)?;
             match queue.enqueue() {
                 Ok(Some(walk)) => return Ok((queue, walk)),
-                Ok(None) => state.queue = None,
+                Ok(None) => {
+                    state.queue = None;
+                    queue = queue_of(state, name)?;
+                }
                 Err(e) => return Err(Error::io(name, queue.path().to_owned(), "queue", e)),
             }
         }
@@ -347,7 +353,7 @@ mod fifo {
             // Held, or somebody queues: a try does not pass them.
             return Err(Error::acquire_failed(name, None));
         }
-        let (queue, mut walk) = enqueue(state, name)?;
+        let (queue, mut walk) = enqueue(state, name, queue)?;
         let place = Place {
             queue: queue.clone(),
             ticket: walk.ticket(),
@@ -399,7 +405,7 @@ mod fifo {
             if wait == Wait::Never {
                 return Err(Error::acquire_failed(name, None));
             }
-            enqueue(state, name)?
+            enqueue(state, name, queue)?
         };
         let place = Place {
             queue: queue.clone(),

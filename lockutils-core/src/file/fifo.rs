@@ -14,14 +14,15 @@
 //!
 //! # The queue (a CLH queue lock made of byte-range locks)
 //! - **Enqueue**, under the ticket lock: take ticket `t` (the next one), write-lock slot
-//!   `t`, write `(t, WAITING)` there, advance the next ticket.
+//!   `t`, advance the next ticket.
 //! - **Wait** for the predecessor `p = t - 1`: wait in the kernel for a lock on slot `p`.
-//!   When it comes, `p` has left the queue. If it left `RELEASED`, it held the lock and let
-//!   it go: `t` is first. If it left in any other state (it gave up: `ABANDONED`; or it
-//!   died, waiting or holding, leaving `WAITING`), wait for `p`'s own predecessor instead.
-//!   The walk back ends at a `RELEASED` slot, a slot of an older round, or [`SLOTS`] back.
-//! - **Leave**: write the state into the slot (`RELEASED` after holding the lock,
-//!   `ABANDONED` after giving up), then unlock the slot: the successor wakes.
+//!   When it comes, `p` has left the queue. If it stamped the slot `(p, RELEASED)`, it held
+//!   the lock and let it go: `t` is first. Otherwise (it gave up and stamped `ABANDONED`; or
+//!   it died, waiting or holding, and stamped nothing, so the slot shows an older round's
+//!   ticket or nothing), wait for `p`'s own predecessor instead. The walk back ends at a
+//!   `RELEASED` stamp of the right ticket, at ticket 0, or [`SLOTS`] back.
+//! - **Leave**: stamp the slot with the ticket and its state (`RELEASED` after holding the
+//!   lock, `ABANDONED` after giving up), then unlock it: the successor wakes.
 //!
 //! The kernel drops a dead process's locks, so a holder or a waiter killed at any point
 //! looks like one that gave up: the next waiter goes on at once, nothing stalls, nothing is
@@ -54,8 +55,6 @@ const SLOT: u64 = 16;
 /// The number of slots: at most this many processes and threads can queue at once.
 pub(crate) const SLOTS: u64 = 4096;
 
-/// A slot whose ticket waits, or holds the lock (or whose owner died doing either).
-const WAITING: u8 = 1;
 /// A slot whose ticket held the lock and let it go: its successor is first.
 pub(crate) const RELEASED: u8 = 2;
 /// A slot whose ticket gave up waiting (a timeout, a try, a cancelled task).
@@ -176,14 +175,10 @@ impl Queue {
             }
             std::thread::sleep(Duration::from_micros(100));
         }
-        let mut slot = [0u8; SLOT as usize];
-        slot[..8].copy_from_slice(&ticket.to_le_bytes());
-        slot[8] = WAITING;
-        let written = self
-            .file
-            .write_all_at(&slot, at)
-            .and_then(|()| self.file.write_all_at(&(ticket + 1).to_le_bytes(), 0));
-        if let Err(e) = written {
+        // The slot keeps what its last owner wrote: a successor reads it only after this
+        // ticket has left, when `leave` has stamped it (or not, if it died: then it is
+        // taken as given up).
+        if let Err(e) = self.file.write_all_at(&(ticket + 1).to_le_bytes(), 0) {
             let _ = self.unlock(at, SLOT);
             return Err(e);
         }
@@ -216,12 +211,12 @@ impl Queue {
             self.unlock(at, SLOT)?;
             let read = read?;
             let ticket = u64::from_le_bytes(slot[..8].try_into().expect("8 bytes"));
-            walk.waiting_for = if read < 9 || ticket != earlier || slot[8] == RELEASED {
-                // Let go after holding, or a slot of an older round: `earlier` is gone and
-                // every ticket before it with it.
+            walk.waiting_for = if read >= 9 && ticket == earlier && slot[8] == RELEASED {
+                // Let go after holding: `earlier` is gone, and every ticket before it.
                 None
             } else {
-                // Gave up or died without letting go of a held lock: wait for its own
+                // Gave up (stamped abandoned), or died waiting or holding (not stamped: the
+                // slot still shows an older round's ticket, or nothing): wait for its own
                 // predecessor instead.
                 earlier.checked_sub(1)
             };
@@ -260,7 +255,10 @@ impl Queue {
             return Ok(());
         }
         let at = slot_at(ticket);
-        let marked = self.file.write_all_at(&[state], at + 8);
+        let mut stamp = [0u8; 9];
+        stamp[..8].copy_from_slice(&ticket.to_le_bytes());
+        stamp[8] = state;
+        let marked = self.file.write_all_at(&stamp, at);
         // Unlocked even if the mark failed: a successor then takes the slot as given up,
         // and waits for the one before (never less safe).
         let unlocked = self.unlock(at, SLOT);
@@ -448,6 +446,29 @@ mod tests {
         assert!(q[0].advance(&mut w[0], false).unwrap());
         drop(q.remove(0));
         assert!(q[0].advance(&mut w[1], false).unwrap());
+    }
+
+    #[test]
+    fn a_stamp_of_an_older_round_does_not_let_a_waiter_pass() {
+        // A whole round of tickets, each released: every slot holds an old RELEASED stamp.
+        let d = tempfile::tempdir().unwrap();
+        let mut q = queues(d.path(), 3);
+        for _ in 0..SLOTS - 1 {
+            let mut w = ticket(&q[0]);
+            assert!(q[0].advance(&mut w, false).unwrap());
+            q[0].leave(w.ticket(), RELEASED).unwrap();
+        }
+        // Then a holder, a waiter that dies (in a slot stamped by the previous round), and a
+        // waiter behind it: that one must wait for the holder, not pass on the old stamp.
+        let mut holder = ticket(&q[0]);
+        assert!(q[0].advance(&mut holder, false).unwrap());
+        let _dies = ticket(&q[1]);
+        let mut last = ticket(&q[2]);
+        assert_eq!(last.ticket(), SLOTS + 1);
+        drop(q.remove(1));
+        assert!(!q[1].advance(&mut last, false).unwrap());
+        q[0].leave(holder.ticket(), RELEASED).unwrap();
+        assert!(q[1].advance(&mut last, false).unwrap());
     }
 
     #[test]

@@ -449,6 +449,24 @@ pub(crate) fn rows(s: &Sources) -> Vec<Row> {
             s.data("external_4_processes", "/lockutils/wait_p99_ns"),
         ),
         Row::new(
+            "… fair: wait per acquisition, p99.9",
+            Time,
+            s.data("external_4_processes", "/fair/wait_p999_ns"),
+        )
+        .baseline(
+            "the unfair external lock",
+            s.data("external_4_processes", "/lockutils/wait_p999_ns"),
+        ),
+        Row::new(
+            "… fair: wait per acquisition, longest",
+            Time,
+            s.data("external_4_processes", "/fair/wait_max_ns"),
+        )
+        .baseline(
+            "the unfair external lock",
+            s.data("external_4_processes", "/lockutils/wait_max_ns"),
+        ),
+        Row::new(
             "handoff to another process, median",
             Time,
             s.data("external_handoff_process", "/lockutils/median_ns"),
