@@ -114,8 +114,9 @@
 #![warn(missing_docs)]
 
 pub use lockutils_core::{
-    AcquireFuture, BACKEND_URL_ENV, BackendFactory, HeldExternalLock, backend_for_url,
-    external_backend, lock_file_name, redact_url, register_backend, set_external_backend,
+    AcquireFuture, BACKEND_URL_ENV, BackendFactory, BackendsByUrl, HeldExternalLock,
+    backend_for_url, external_backend, install_backend, lock_file_name, redact_url,
+    register_backend, set_external_backend,
 };
 pub use lockutils_core::{
     AsyncLockGuard, AsyncReadGuard, AsyncWriteGuard, DEFAULT_DELAY, Error, ExternalBackend,

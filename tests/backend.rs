@@ -145,6 +145,22 @@ fn the_backend_comes_from_the_lock_then_code_then_the_url_then_files() {
     };
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
+    // What a backend crate's install() does: its backend(url) registered for its schemes;
+    // its errors are the reason the lock's error gives.
+    fn counted(url: &str) -> Result<&'static Counting, Error> {
+        if url.contains("bad") {
+            Err(Error::backend("*", url, "refused: a bad URL"))
+        } else {
+            Ok(&FROM_CODE)
+        }
+    }
+    lockutils::install_backend(&["counted", "counted+tls"], counted);
+    let good = backend_for_url("counted+tls://good").unwrap();
+    assert!(std::ptr::addr_eq(good, &FROM_CODE as &dyn ExternalBackend));
+    let Err(err) = backend_for_url("counted://bad") else {
+        panic!("a refused URL has no backend");
+    };
+    assert!(err.to_string().ends_with("refused: a bad URL"), "{err}");
     // A backend that cannot list says so.
     let err = FileBackend.list_held(None).unwrap_err();
     assert!(err.to_string().contains("cannot list"), "{err}");

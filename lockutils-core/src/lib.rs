@@ -42,8 +42,8 @@ mod sync;
 mod timer;
 
 pub use backend::{
-    BackendFactory, HeldExternalLock, backend_for_url, external_backend, register_backend,
-    set_external_backend,
+    BackendFactory, BackendsByUrl, HeldExternalLock, backend_for_url, external_backend,
+    install_backend, register_backend, set_external_backend,
 };
 pub use config::{
     BACKEND_URL_ENV, LOCK_PATH_ENV, LockConfig, configure, current_config, get_lock_path,

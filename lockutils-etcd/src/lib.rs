@@ -105,13 +105,12 @@
 
 #![warn(missing_docs)]
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lockutils_core::{
     AcquireFuture, Error, ExternalBackend, ExternalCache, ExternalTarget, HeldExternalLock, Mode,
-    Wait, register_backend,
+    Wait,
 };
 use parking_lot::Mutex;
 
@@ -147,15 +146,7 @@ pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `backend_url` (or `LOCKUTILS_BACKEND_URL`) naming an etcd server sends external locks there.
 /// Call it once at start-up, before the first external lock.
 pub fn install() {
-    fn factory(url: &str) -> Result<&'static dyn ExternalBackend, String> {
-        match backend(url) {
-            Ok(backend) => Ok(backend),
-            Err(Error::Backend { reason, .. }) => Err(reason),
-            Err(other) => Err(other.to_string()),
-        }
-    }
-    register_backend("etcd3+http", factory);
-    register_backend("etcd3+https", factory);
+    lockutils_core::install_backend(&["etcd3+http", "etcd3+https"], backend);
 }
 
 /// The backend of `url`, made on first use and kept for the life of the process (one client
@@ -168,15 +159,9 @@ pub fn install() {
 /// # Ok::<(), lockutils::Error>(())
 /// ```
 pub fn backend(url: &str) -> Result<&'static EtcdBackend, Error> {
-    static BACKENDS: LazyLock<Mutex<HashMap<String, &'static EtcdBackend>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
-    let mut backends = BACKENDS.lock();
-    if let Some(backend) = backends.get(url) {
-        return Ok(backend);
-    }
-    let backend: &'static EtcdBackend = Box::leak(Box::new(EtcdBackend::new(url)?));
-    backends.insert(url.to_owned(), backend);
-    Ok(backend)
+    static BACKENDS: lockutils_core::BackendsByUrl<EtcdBackend> =
+        lockutils_core::BackendsByUrl::new();
+    BACKENDS.get_or_make(url, EtcdBackend::new)
 }
 
 /// The etcd key of lock `name` with `prefix` under `key_prefix` (see "Names and keys" in the

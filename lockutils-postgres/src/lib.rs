@@ -133,12 +133,9 @@
 
 pub mod key;
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use lockutils_core::{Error, ExternalBackend, register_backend};
-use parking_lot::Mutex;
+use lockutils_core::Error;
 
 pub use key::{key_of, key_sql, lock_key};
 
@@ -199,15 +196,7 @@ pub use lockutils_core::Mode;
 /// `backend_url` (or `LOCKUTILS_BACKEND_URL`) naming a PostgreSQL server sends external locks
 /// there. Call it once at start-up, before the first external lock.
 pub fn install() {
-    fn factory(url: &str) -> Result<&'static dyn ExternalBackend, String> {
-        match backend(url) {
-            Ok(backend) => Ok(backend),
-            Err(Error::Backend { reason, .. }) => Err(reason),
-            Err(other) => Err(other.to_string()),
-        }
-    }
-    register_backend("postgres", factory);
-    register_backend("postgresql", factory);
+    lockutils_core::install_backend(&["postgres", "postgresql"], backend);
 }
 
 /// The backend of `url`, made on first use and kept for the life of the process (one pool
@@ -220,15 +209,9 @@ pub fn install() {
 /// # Ok::<(), lockutils::Error>(())
 /// ```
 pub fn backend(url: &str) -> Result<&'static PgBackend, Error> {
-    static BACKENDS: LazyLock<Mutex<HashMap<String, &'static PgBackend>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
-    let mut backends = BACKENDS.lock();
-    if let Some(backend) = backends.get(url) {
-        return Ok(backend);
-    }
-    let backend: &'static PgBackend = Box::leak(Box::new(PgBackend::new(url)?));
-    backends.insert(url.to_owned(), backend);
-    Ok(backend)
+    static BACKENDS: lockutils_core::BackendsByUrl<PgBackend> =
+        lockutils_core::BackendsByUrl::new();
+    BACKENDS.get_or_make(url, PgBackend::new)
 }
 
 #[cfg(feature = "async")]

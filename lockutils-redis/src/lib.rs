@@ -125,12 +125,9 @@ mod keeper;
 mod options;
 mod script;
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use lockutils_core::{Error, ExternalBackend, register_backend};
-use parking_lot::Mutex;
+use lockutils_core::Error;
 
 pub use backend::RedisBackend;
 pub use key::{full_name, lock_key};
@@ -167,15 +164,7 @@ pub const MAX_IDLE: usize = 16;
 /// `LOCKUTILS_BACKEND_URL`) naming a Redis server sends external locks there. Call it once at
 /// start-up, before the first external lock.
 pub fn install() {
-    fn factory(url: &str) -> Result<&'static dyn ExternalBackend, String> {
-        match backend(url) {
-            Ok(backend) => Ok(backend),
-            Err(Error::Backend { reason, .. }) => Err(reason),
-            Err(other) => Err(other.to_string()),
-        }
-    }
-    register_backend("redis", factory);
-    register_backend("rediss", factory);
+    lockutils_core::install_backend(&["redis", "rediss"], backend);
 }
 
 /// The backend of `url`, made on first use and kept for the life of the process (one pool of
@@ -188,15 +177,9 @@ pub fn install() {
 /// # Ok::<(), lockutils::Error>(())
 /// ```
 pub fn backend(url: &str) -> Result<&'static RedisBackend, Error> {
-    static BACKENDS: LazyLock<Mutex<HashMap<String, &'static RedisBackend>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
-    let mut backends = BACKENDS.lock();
-    if let Some(backend) = backends.get(url) {
-        return Ok(backend);
-    }
-    let backend: &'static RedisBackend = Box::leak(Box::new(RedisBackend::new(url)?));
-    backends.insert(url.to_owned(), backend);
-    Ok(backend)
+    static BACKENDS: lockutils_core::BackendsByUrl<RedisBackend> =
+        lockutils_core::BackendsByUrl::new();
+    BACKENDS.get_or_make(url, RedisBackend::new)
 }
 
 /// The README's examples, compiled as doctests.

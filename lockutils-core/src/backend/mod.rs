@@ -40,7 +40,8 @@ pub use file::FileBackend;
 pub(crate) use file::held_file_descriptor;
 pub(crate) use file::remove_held_lock_file;
 pub use select::{
-    BackendFactory, backend_for_url, external_backend, register_backend, set_external_backend,
+    BackendFactory, BackendsByUrl, backend_for_url, external_backend, install_backend,
+    register_backend, set_external_backend,
 };
 
 /// Which external lock to take: what a backend needs to find it.

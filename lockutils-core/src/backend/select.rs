@@ -110,6 +110,86 @@ fn backend_of(name: &str, url: &str) -> Result<&'static dyn ExternalBackend, Err
     Ok(backend)
 }
 
+/// The backends of a backend crate, one per distinct URL, made on first use and kept for the
+/// life of the process (each owns its connections): what a crate's `backend(url)` hands out
+/// and its `install()` registers (see [`install_backend`]).
+///
+/// ```
+/// # use lockutils_core::{BackendsByUrl, FileBackend};
+/// static BACKENDS: BackendsByUrl<FileBackend> = BackendsByUrl::new();
+/// let a = BACKENDS.get_or_make("file:///x", |_| Ok(FileBackend))?;
+/// let b = BACKENDS.get_or_make("file:///x", |_| unreachable!("made once per URL"))?;
+/// assert!(std::ptr::eq(a, b));
+/// # Ok::<(), lockutils_core::Error>(())
+/// ```
+pub struct BackendsByUrl<B: 'static> {
+    made: parking_lot::Mutex<Option<HashMap<String, &'static B>>>,
+}
+
+impl<B: 'static> BackendsByUrl<B> {
+    /// None made yet.
+    pub const fn new() -> Self {
+        BackendsByUrl {
+            made: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// The backend of `url`: the one made before, else `make(url)`'s (kept for good). An
+    /// error is not kept: the next call tries again.
+    pub fn get_or_make(
+        &self,
+        url: &str,
+        make: impl FnOnce(&str) -> Result<B, Error>,
+    ) -> Result<&'static B, Error> {
+        let mut made = self.made.lock();
+        let made = made.get_or_insert_with(HashMap::new);
+        if let Some(backend) = made.get(url) {
+            return Ok(backend);
+        }
+        let backend: &'static B = Box::leak(Box::new(make(url)?));
+        made.insert(url.to_owned(), backend);
+        Ok(backend)
+    }
+}
+
+impl<B: 'static> Default for BackendsByUrl<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers `backend` (a crate's `backend(url)`) for each of `schemes`: what a backend
+/// crate's `install()` does. Its errors become the reason [`Error::Backend`] shows with the
+/// lock's name and the URL.
+pub fn install_backend<B: ExternalBackend + 'static>(
+    schemes: &[&str],
+    backend: fn(&str) -> Result<&'static B, Error>,
+) {
+    // A factory is a plain `fn`: the crate's `backend` goes through a table of its own.
+    static CONSTRUCTORS: LazyLock<RwLock<HashMap<String, Constructor>>> =
+        LazyLock::new(|| RwLock::new(HashMap::new()));
+    type Constructor =
+        Box<dyn Fn(&str) -> Result<&'static dyn ExternalBackend, String> + Send + Sync>;
+    fn factory(url: &str) -> Result<&'static dyn ExternalBackend, String> {
+        let scheme = url_scheme(url).unwrap_or_default();
+        match CONSTRUCTORS.read().get(&scheme) {
+            Some(make) => make(url),
+            None => Err(format!("no backend installed for {scheme:?}")),
+        }
+    }
+    for scheme in schemes {
+        let make = move |url: &str| match backend(url) {
+            Ok(made) => Ok(made as &'static dyn ExternalBackend),
+            Err(Error::Backend { reason, .. }) => Err(reason),
+            Err(other) => Err(other.to_string()),
+        };
+        CONSTRUCTORS
+            .write()
+            .insert(scheme.to_ascii_lowercase(), Box::new(make));
+        register_backend(scheme, factory);
+    }
+}
+
 /// The scheme of `url`, lower-cased: what comes before `:`, if it is a valid scheme.
 fn url_scheme(url: &str) -> Option<String> {
     let (scheme, _) = url.split_once(':')?;

@@ -293,8 +293,6 @@ impl Dir {
     pub(crate) fn open_file(&self, file: &OsStr, create: bool) -> io::Result<File> {
         #[cfg(unix)]
         {
-            use std::os::fd::{AsRawFd, FromRawFd};
-            let c = c_name(file)?;
             // Read access for shared locks, write access for exclusive ones; append so that
             // nothing could ever truncate or overwrite what a lock file contains.
             let mut flags = libc::O_RDWR
@@ -306,25 +304,7 @@ impl Dir {
             if create {
                 flags |= libc::O_CREAT;
             }
-            loop {
-                // SAFETY: an open directory descriptor and a NUL-terminated name.
-                let fd = unsafe {
-                    libc::openat(
-                        self.fd.as_raw_fd(),
-                        c.as_ptr(),
-                        flags,
-                        0o666 as libc::c_uint,
-                    )
-                };
-                if fd >= 0 {
-                    // SAFETY: `fd` was just opened and is owned by nothing else.
-                    return Ok(unsafe { File::from_raw_fd(fd) });
-                }
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
+            self.open_at(file, flags)
         }
         #[cfg(not(unix))]
         {
@@ -409,34 +389,39 @@ impl Dir {
     /// care: no link followed, no descriptor leaked to children, no hang on a FIFO.
     #[cfg(unix)]
     pub(crate) fn open_data_file(&self, file: &OsStr, create: bool) -> io::Result<File> {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let c = c_name(file)?;
         let mut flags =
             libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
         if create {
             flags |= libc::O_CREAT;
         }
-        retry_if_out_of_descriptors(|| {
-            loop {
-                // SAFETY: an open directory descriptor and a NUL-terminated name.
-                let fd = unsafe {
-                    libc::openat(
-                        self.fd.as_raw_fd(),
-                        c.as_ptr(),
-                        flags,
-                        0o666 as libc::c_uint,
-                    )
-                };
-                if fd >= 0 {
-                    // SAFETY: `fd` was just opened and is owned by nothing else.
-                    return Ok(unsafe { File::from_raw_fd(fd) });
-                }
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
+        retry_if_out_of_descriptors(|| self.open_at(file, flags))
+    }
+
+    /// `openat(2)` of `file` in this directory with `flags` (mode `0666` before the umask
+    /// when it creates), retried on EINTR.
+    #[cfg(unix)]
+    fn open_at(&self, file: &OsStr, flags: libc::c_int) -> io::Result<File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let c = c_name(file)?;
+        loop {
+            // SAFETY: an open directory descriptor and a NUL-terminated name.
+            let fd = unsafe {
+                libc::openat(
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    flags,
+                    0o666 as libc::c_uint,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: `fd` was just opened and is owned by nothing else.
+                return Ok(unsafe { File::from_raw_fd(fd) });
             }
-        })
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 
     /// Removes `file` from this directory (a link itself, never what it points to).
