@@ -240,7 +240,7 @@ mod fifo {
     use super::{ExternalCache, ExternalTarget, FileSlot, FileState, lock_async};
     use crate::error::Error;
     use crate::file::LockFile;
-    use crate::file::fifo::{ABANDONED, Queue, RELEASED, Walk};
+    use crate::file::fifo::{ABANDONED, Enqueue, Queue, RELEASED, Walk};
     use crate::queue::{Mode, Wait};
 
     /// A place in the queue, given up (marked abandoned, unlocked) when dropped: on an
@@ -287,15 +287,23 @@ mod fifo {
     }
 
     /// Takes a ticket in `queue`, reopening the queue file if it was removed meanwhile.
+    /// Without `block`, `Ok(None)` while another process holds the ticket lock.
     fn enqueue(
         state: &mut FileState,
         name: &str,
         mut queue: Arc<Queue>,
-    ) -> Result<(Arc<Queue>, Walk), Error> {
+        block: bool,
+    ) -> Result<Option<(Arc<Queue>, Walk)>, Error> {
         loop {
-            match queue.enqueue() {
-                Ok(Some(walk)) => return Ok((queue, walk)),
-                Ok(None) => {
+            let enqueued = if block {
+                queue.enqueue()
+            } else {
+                queue.try_enqueue()
+            };
+            match enqueued {
+                Ok(Enqueue::Queued(walk)) => return Ok(Some((queue, walk))),
+                Ok(Enqueue::Busy) => return Ok(None),
+                Ok(Enqueue::Removed) => {
                     state.queue = None;
                     queue = queue_of(state, name)?;
                 }
@@ -353,7 +361,8 @@ mod fifo {
             // Held, or somebody queues: a try does not pass them.
             return Err(Error::acquire_failed(name, None));
         }
-        let (queue, mut walk) = enqueue(state, name, queue)?;
+        let (queue, mut walk) = enqueue(state, name, queue, true)?
+            .expect("a blocking enqueue waits for the ticket lock");
         let place = Place {
             queue: queue.clone(),
             ticket: walk.ticket(),
@@ -394,24 +403,36 @@ mod fifo {
         deadline: Option<Instant>,
     ) -> Result<(), Error> {
         let name = target.name;
-        let (queue, mut walk) = {
-            let mut cache = cache.lock();
-            let state = cache.get_or_insert_with(FileState::new);
-            state.update(target)?;
-            let queue = queue_of(state, name)?;
-            if try_unqueued(&mut state.slot, &queue, name, target.delay)? {
-                return Ok(());
+        let mut pause = Duration::from_micros(50);
+        let (queue, mut walk) = loop {
+            {
+                let mut cache = cache.lock();
+                let state = cache.get_or_insert_with(FileState::new);
+                state.update(target)?;
+                let queue = queue_of(state, name)?;
+                if try_unqueued(&mut state.slot, &queue, name, target.delay)? {
+                    return Ok(());
+                }
+                if wait == Wait::Never {
+                    return Err(Error::acquire_failed(name, None));
+                }
+                // The ticket lock is held for a few system calls at a time; a task tries
+                // it rather than block its thread.
+                if let Some(queued) = enqueue(state, name, queue, false)? {
+                    break queued;
+                }
             }
-            if wait == Wait::Never {
-                return Err(Error::acquire_failed(name, None));
+            if wait.is_over(deadline) {
+                return Err(Error::acquire_failed(name, wait.waited()));
             }
-            enqueue(state, name, queue)?
+            crate::timer::Sleep::until(Instant::now() + pause).await;
+            pause = (pause * 2).min(target.delay.max(pause));
         };
+        pause = Duration::from_micros(50);
         let place = Place {
             queue: queue.clone(),
             ticket: walk.ticket(),
         };
-        let mut pause = Duration::from_micros(50);
         while !queue
             .advance(&mut walk, false)
             .map_err(|e| Error::io(name, queue.path().to_owned(), "wait in the queue", e))?

@@ -71,6 +71,17 @@ pub(crate) struct Queue {
     generation: u64,
 }
 
+/// What an enqueue did.
+#[derive(Debug)]
+pub(crate) enum Enqueue {
+    /// Took a ticket: the walk to the head starts here.
+    Queued(Walk),
+    /// The queue file was removed since it was opened: reopen it and enqueue there.
+    Removed,
+    /// Another process holds the ticket lock (only from [`Queue::try_enqueue`]).
+    Busy,
+}
+
 /// Where a waiter is in its walk back to the queue's head.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Walk {
@@ -140,20 +151,34 @@ impl Queue {
         self.probe(0, HEADER + SLOTS * SLOT)
     }
 
-    /// Takes a ticket and its slot. `Ok(None)` if this file was removed meanwhile (reopen
-    /// and enqueue again).
-    pub(crate) fn enqueue(&self) -> io::Result<Option<Walk>> {
+    /// Takes a ticket and its slot, waiting in the kernel for the ticket lock if another
+    /// process holds it (for a few system calls).
+    pub(crate) fn enqueue(&self) -> io::Result<Enqueue> {
         self.lock(0, 8, true)?;
-        let result = self.enqueue_locked();
-        let unlocked = self.unlock(0, 8);
-        let walk = result?;
-        unlocked?;
-        Ok(walk)
+        self.enqueue_locked()
     }
 
-    fn enqueue_locked(&self) -> io::Result<Option<Walk>> {
+    /// [`enqueue`](Self::enqueue) that does not wait for the ticket lock
+    /// ([`Enqueue::Busy`]): for a task, which must not block its thread.
+    pub(crate) fn try_enqueue(&self) -> io::Result<Enqueue> {
+        if !self.try_lock_range(0, 8)? {
+            return Ok(Enqueue::Busy);
+        }
+        self.enqueue_locked()
+    }
+
+    /// The enqueue proper, holding the ticket lock, which it releases.
+    fn enqueue_locked(&self) -> io::Result<Enqueue> {
+        let result = self.take_ticket();
+        let unlocked = self.unlock(0, 8);
+        let enqueued = result?;
+        unlocked?;
+        Ok(enqueued)
+    }
+
+    fn take_ticket(&self) -> io::Result<Enqueue> {
         if !self.is_linked()? {
-            return Ok(None);
+            return Ok(Enqueue::Removed);
         }
         let mut next = [0u8; 8];
         let read = self.file.read_at(&mut next, 0)?;
@@ -182,7 +207,7 @@ impl Queue {
             let _ = self.unlock(at, SLOT);
             return Err(e);
         }
-        Ok(Some(Walk {
+        Ok(Enqueue::Queued(Walk {
             ticket,
             waiting_for: ticket.checked_sub(1),
         }))
@@ -394,7 +419,10 @@ mod tests {
     }
 
     fn ticket(queue: &Queue) -> Walk {
-        queue.enqueue().unwrap().expect("not removed")
+        match queue.enqueue().unwrap() {
+            Enqueue::Queued(walk) => walk,
+            other => panic!("not queued: {other:?}"),
+        }
     }
 
     #[test]
@@ -420,6 +448,16 @@ mod tests {
         assert!(q[2].advance(&mut w[2], false).unwrap());
         q[2].leave(w[2].ticket(), RELEASED).unwrap();
         assert!(q[0].is_empty().unwrap());
+    }
+
+    #[test]
+    fn a_task_does_not_wait_for_the_ticket_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 2);
+        q[0].lock(0, 8, true).unwrap();
+        assert!(matches!(q[1].try_enqueue().unwrap(), Enqueue::Busy));
+        q[0].unlock(0, 8).unwrap();
+        assert!(matches!(q[1].try_enqueue().unwrap(), Enqueue::Queued(_)));
     }
 
     #[test]
@@ -484,7 +522,7 @@ mod tests {
         assert!(remove_queue_if_idle(&lock_dir, file).unwrap());
         assert!(!d.path().join(QUEUE_DIR).join("x").exists());
         // A descriptor of the removed file sees it, and enqueues nowhere.
-        assert!(q[0].enqueue().unwrap().is_none());
+        assert!(matches!(q[0].enqueue().unwrap(), Enqueue::Removed));
         // Nothing to remove: fine.
         assert!(!remove_queue_if_idle(&lock_dir, OsStr::new("never")).unwrap());
     }
