@@ -145,6 +145,14 @@ fn the_backend_comes_from_the_lock_then_code_then_the_url_then_files() {
     };
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
+    // A factory may ask for another URL's backend (a backend that wraps another): no lock is
+    // held while it runs, so this does not deadlock.
+    register_backend("wrap", |_url| {
+        backend_for_url("memory://app:hunter2@store/locks").map_err(|e| e.to_string())
+    });
+    let wrapped = backend_for_url("wrap://outer").unwrap();
+    assert!(std::ptr::addr_eq(wrapped, &BY_URL as &dyn ExternalBackend));
+
     // What a backend crate's install() does: its backend(url) registered for its schemes;
     // its errors are the reason the lock's error gives.
     fn counted(url: &str) -> Result<&'static Counting, Error> {

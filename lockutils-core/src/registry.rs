@@ -14,15 +14,16 @@
 //!   shard's mutex. An entry is idle when, under that mutex, its strong count is 1 *and* its
 //!   lock is free: then nobody holds it, waits on it or keeps a handle, and nobody can get one
 //!   without the mutex.
-//! - The uncontended path of the process-wide semaphore registry takes no reference count
+//! - The uncontended paths of the process-wide registries (semaphores and fair locks) take no
+//!   reference count
 //!   ([`Registry::take`]): it takes the lock while holding the shard's mutex and keeps a
 //!   [`Pinned`] pointer to the entry. The entry cannot be swept while its lock is held.
 //!   [`Pinned::release`] makes the release the holder's last touch of the entry: a release
 //!   that has to go through the queue (waiters present) first takes a reference count,
 //!   while the lock still pins the entry. That saves two atomic read-modify-writes, a third
 //!   of the cost of `lock(name)`. It is only sound for locks whose every release goes
-//!   through a guard that took the permit, which is why fair locks (whose levels can also be
-//!   released by hand with `release_write`) are never pinned.
+//!   through a guard that took the permit: releasing a fair lock's level by hand
+//!   (`release_write`) is `unsafe`, and excluded for the levels guards stand for.
 //! - Releasing a lock does not touch the map (the uncontended path must not insert and remove
 //!   on every use). Idle entries are swept instead: when a shard has grown to twice what it
 //!   held after its last sweep, and whenever the registry's length is asked for. Memory thus

@@ -80,34 +80,37 @@ pub fn backend_for_url(url: &str) -> Result<&'static dyn ExternalBackend, Error>
     backend_of("*", url.trim())
 }
 
-/// [`backend_for_url`], with errors naming the lock `name`.
+/// [`backend_for_url`], with errors naming the lock `name`. The factory runs with no lock
+/// held (it may connect, or ask for another URL's backend); if two threads make the same
+/// URL's backend at once, the first one stored is kept.
 fn backend_of(name: &str, url: &str) -> Result<&'static dyn ExternalBackend, Error> {
-    let mut state = STATE.write();
-    if let Some(backend) = state.by_url.get(url) {
-        return Ok(*backend);
-    }
-    let scheme = url_scheme(url).ok_or_else(|| {
-        Error::backend(
-            name,
-            redact_url(url),
-            "the backend URL has no scheme (expected e.g. postgres://user@host/db)",
-        )
-    })?;
-    let factory = *state.schemes.get(&scheme).ok_or_else(|| {
-        Error::backend(
-            name,
-            redact_url(url),
-            format!(
-                "no external-lock backend is registered for the URL scheme {scheme:?}: add the \
-                 backend's crate and call its install() at start-up \
-                 (lockutils_postgres::install() for postgres://), or unset backend_url / \
-                 LOCKUTILS_BACKEND_URL to use lock files"
-            ),
-        )
-    })?;
-    let backend = factory(url).map_err(|reason| Error::backend(name, redact_url(url), reason))?;
-    state.by_url.insert(url.to_owned(), backend);
-    Ok(backend)
+    let factory = {
+        let state = STATE.read();
+        if let Some(backend) = state.by_url.get(url) {
+            return Ok(*backend);
+        }
+        let scheme = url_scheme(url).ok_or_else(|| {
+            Error::backend(
+                name,
+                redact_url(url),
+                "the backend URL has no scheme (expected e.g. postgres://user@host/db)",
+            )
+        })?;
+        *state.schemes.get(&scheme).ok_or_else(|| {
+            Error::backend(
+                name,
+                redact_url(url),
+                format!(
+                    "no external-lock backend is registered for the URL scheme {scheme:?}: add \
+                     the backend's crate and call its install() at start-up \
+                     (lockutils_postgres::install() for postgres://), or unset backend_url / \
+                     LOCKUTILS_BACKEND_URL to use lock files"
+                ),
+            )
+        })?
+    };
+    let made = factory(url).map_err(|reason| Error::backend(name, redact_url(url), reason))?;
+    Ok(*STATE.write().by_url.entry(url.to_owned()).or_insert(made))
 }
 
 /// The backends of a backend crate, one per distinct URL, made on first use and kept for the
@@ -141,12 +144,19 @@ impl<B: 'static> BackendsByUrl<B> {
         url: &str,
         make: impl FnOnce(&str) -> Result<B, Error>,
     ) -> Result<&'static B, Error> {
-        let mut made = self.made.lock();
-        let made = made.get_or_insert_with(HashMap::new);
-        if let Some(backend) = made.get(url) {
+        if let Some(backend) = self.made.lock().as_ref().and_then(|made| made.get(url)) {
             return Ok(backend);
         }
-        let backend: &'static B = Box::leak(Box::new(make(url)?));
+        // Made with no lock held (it may connect, or ask for another backend); if two
+        // threads make one URL's backend at once, the first stored is kept and the other
+        // dropped.
+        let backend = make(url)?;
+        let mut made = self.made.lock();
+        let made = made.get_or_insert_with(HashMap::new);
+        if let Some(first) = made.get(url) {
+            return Ok(first);
+        }
+        let backend: &'static B = Box::leak(Box::new(backend));
         made.insert(url.to_owned(), backend);
         Ok(backend)
     }
@@ -169,10 +179,12 @@ pub fn install_backend<B: ExternalBackend + 'static>(
     static CONSTRUCTORS: LazyLock<RwLock<HashMap<String, Constructor>>> =
         LazyLock::new(|| RwLock::new(HashMap::new()));
     type Constructor =
-        Box<dyn Fn(&str) -> Result<&'static dyn ExternalBackend, String> + Send + Sync>;
+        std::sync::Arc<dyn Fn(&str) -> Result<&'static dyn ExternalBackend, String> + Send + Sync>;
     fn factory(url: &str) -> Result<&'static dyn ExternalBackend, String> {
         let scheme = url_scheme(url).unwrap_or_default();
-        match CONSTRUCTORS.read().get(&scheme) {
+        // Run with no lock held (the constructor may ask for another backend).
+        let make = CONSTRUCTORS.read().get(&scheme).cloned();
+        match make {
             Some(make) => make(url),
             None => Err(format!("no backend installed for {scheme:?}")),
         }
@@ -185,7 +197,7 @@ pub fn install_backend<B: ExternalBackend + 'static>(
         };
         CONSTRUCTORS
             .write()
-            .insert(scheme.to_ascii_lowercase(), Box::new(make));
+            .insert(scheme.to_ascii_lowercase(), std::sync::Arc::new(make));
         register_backend(scheme, factory);
     }
 }
