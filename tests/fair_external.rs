@@ -406,3 +406,65 @@ fn removing_the_lock_file_removes_its_queue_file_too() {
     drop(fair().acquire().unwrap());
     assert!(dir.join("gone").exists() && queue_file(dir, "gone").exists());
 }
+
+/// A waker that counts its wake-ups.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_fair_and_an_unfair_task_waiting_for_one_file_each_get_woken() {
+    // The fair and the non-fair lock of a name are distinct in-process locks on one lock
+    // file: two tasks can wait for that file at once, and each must be woken.
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let own = lockutils::Semaphores::new();
+    let holder = lock("both")
+        .semaphores(&own)
+        .external(true)
+        .lock_path(dir)
+        .acquire()
+        .unwrap();
+    type Acquire<'a> = std::pin::Pin<
+        Box<dyn Future<Output = Result<lockutils::AsyncLockGuard, lockutils::Error>> + 'a>,
+    >;
+    let mut unfair: Acquire = Box::pin(lock("both").external(true).lock_path(dir).acquire_async());
+    let mut fair: Acquire = Box::pin(
+        lock("both")
+            .fair(true)
+            .external(true)
+            .lock_path(dir)
+            .acquire_async(),
+    );
+    let counter = || std::sync::Arc::new(CountingWaker(Default::default()));
+    let (unfair_waker, fair_waker) = (counter(), counter());
+    let poll = |f: &mut Acquire, w: &std::sync::Arc<CountingWaker>| {
+        let waker = std::task::Waker::from(w.clone());
+        f.as_mut().poll(&mut std::task::Context::from_waker(&waker))
+    };
+    assert!(poll(&mut unfair, &unfair_waker).is_pending());
+    assert!(poll(&mut fair, &fair_waker).is_pending());
+    // Each waits in the kernel through a helper of its own.
+    wait_for_blocked(dir, "both", 2);
+    drop(holder);
+    // One of them gets the file; once it lets go, the other is woken too.
+    let woken =
+        |w: &std::sync::Arc<CountingWaker>| w.0.load(std::sync::atomic::Ordering::SeqCst) > 0;
+    wait_until("a wake-up", || woken(&unfair_waker) || woken(&fair_waker));
+    let (mut first, first_waker, mut second, second_waker) = if woken(&unfair_waker) {
+        (unfair, unfair_waker, fair, fair_waker)
+    } else {
+        (fair, fair_waker, unfair, unfair_waker)
+    };
+    let std::task::Poll::Ready(guard) = poll(&mut first, &first_waker) else {
+        panic!("woken without the lock");
+    };
+    assert!(poll(&mut second, &second_waker).is_pending());
+    drop(guard.unwrap());
+    wait_until("the second wake-up", || woken(&second_waker));
+    drop(futures::executor::block_on(second).unwrap());
+}

@@ -9,8 +9,10 @@
 //! A kernel wait cannot be withdrawn. A task that gives up *abandons* its helper: when the
 //! helper gets the lock, it lets it go at once and ends. The helper stays with the name's
 //! entry, and the next task to wait for the same file adopts it instead of starting another,
-//! so a name never has more than one helper, however many waits are cancelled. (Only one
-//! task per name and process is at the file stage at a time: the in-process lock comes first.)
+//! so abandoned helpers never pile up, however many waits are cancelled. A helper that a task
+//! still waits on is never adopted: two distinct in-process locks of one file (the fair and
+//! the non-fair lock of a name) can have a task each at the file stage, each with a helper
+//! of its own, and each is woken.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -207,10 +209,17 @@ impl Helpers {
         dir: Option<Dir>,
     ) -> Result<Arc<FileWaiter>, Error> {
         let mut running = self.running.lock();
-        if let Some(helper) = running.get(&(path.to_owned(), mode))
-            && !helper.state.lock().finished
-        {
-            return Ok(helper.clone());
+        // Only a helper nobody wants any more is adopted (and wanted again at once, under its
+        // lock): one that another task still waits on stays that task's, or its wake-up
+        // would go to whichever task polled last. (Two tasks of distinct locks of one file,
+        // e.g. the fair and the non-fair lock of a name, can wait at once.)
+        if let Some(helper) = running.get(&(path.to_owned(), mode)) {
+            let mut state = helper.state.lock();
+            if !state.finished && !state.wanted {
+                state.wanted = true;
+                drop(state);
+                return Ok(helper.clone());
+            }
         }
         let helper = FileWaiter::spawn(name, path.to_owned(), mode, dir)?;
         running.insert((path.to_owned(), mode), helper.clone());
