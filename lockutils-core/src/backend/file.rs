@@ -287,7 +287,8 @@ mod fifo {
     }
 
     /// Takes a ticket in `queue`, reopening the queue file if it was removed meanwhile.
-    /// Without `block`, `Ok(None)` while another process holds the ticket lock.
+    /// `Ok(None)` while the ring is full (try again later) or, without `block`, while
+    /// another process holds the ticket lock.
     fn enqueue(
         state: &mut FileState,
         name: &str,
@@ -302,7 +303,7 @@ mod fifo {
             };
             match enqueued {
                 Ok(Enqueue::Queued(walk)) => return Ok(Some((queue, walk))),
-                Ok(Enqueue::Busy) => return Ok(None),
+                Ok(Enqueue::Busy | Enqueue::Full) => return Ok(None),
                 Ok(Enqueue::Removed) => {
                     state.queue = None;
                     queue = queue_of(state, name)?;
@@ -361,8 +362,25 @@ mod fifo {
             // Held, or somebody queues: a try does not pass them.
             return Err(Error::acquire_failed(name, None));
         }
-        let (queue, mut walk) = enqueue(state, name, queue, true)?
-            .expect("a blocking enqueue waits for the ticket lock");
+        // A wait without a timeout waits in the kernel for the ticket lock (held for a few
+        // system calls); a timed one tries it, so that its timeout holds even if a process
+        // stopped while holding it. Both pause while the ring is full.
+        let mut pause = Duration::from_micros(50);
+        let (queue, mut walk) = loop {
+            let queue = queue_of(state, name)?;
+            if let Some(queued) = enqueue(state, name, queue, wait == Wait::Forever)? {
+                break queued;
+            }
+            if wait.is_over(deadline) {
+                return Err(Error::acquire_failed(name, wait.waited()));
+            }
+            let pause_now = match deadline {
+                Some(deadline) => pause.min(deadline.saturating_duration_since(Instant::now())),
+                None => pause,
+            };
+            std::thread::sleep(pause_now);
+            pause = (pause * 2).min(target.delay.max(pause));
+        };
         let place = Place {
             queue: queue.clone(),
             ticket: walk.ticket(),

@@ -8,9 +8,13 @@
 //! lock file (`0666 & ~umask`); both are opened through their directory's descriptor,
 //! without following links, and never inherited by child processes.
 //!
-//! Bytes `[0, 8)` hold the next ticket (little-endian); a write lock on them is the *ticket
-//! lock*, held for a few system calls. From [`HEADER`] on, [`SLOTS`] slots of [`SLOT`]
-//! bytes: ticket `t` uses slot `t % SLOTS`, holding `t` and its state.
+//! Bytes `[0, 8)` hold the next ticket and `[8, 16)` the *floor* (little-endian); a write
+//! lock on both is the *ticket lock*, held for a few system calls. From [`HEADER`] on,
+//! [`SLOTS`] slots of [`SLOT`] bytes: ticket `t` uses slot `t % SLOTS`, stamped with `t` and
+//! its state when it leaves. The floor is the ticket of the latest one to become first:
+//! every ticket below it has left, so a walker never looks below it, and a slot is reused
+//! only for a ticket whose predecessor in the slot is below it (else the enqueue waits:
+//! [`Enqueue::Full`]). A queue nobody is in starts its tickets over.
 //!
 //! # The queue (a CLH queue lock made of byte-range locks)
 //! - **Enqueue**, under the ticket lock: take ticket `t` (the next one), write-lock slot
@@ -52,7 +56,7 @@ pub(crate) const QUEUE_DIR: &str = ".lockutils-fifo";
 const HEADER: u64 = 64;
 /// The size of a slot: its ticket, its state, padding.
 const SLOT: u64 = 16;
-/// The number of slots: at most this many processes and threads can queue at once.
+/// The number of slots: a ring, reused as the queue's first moves on.
 pub(crate) const SLOTS: u64 = 4096;
 
 /// A slot whose ticket held the lock and let it go: its successor is first.
@@ -60,8 +64,8 @@ pub(crate) const RELEASED: u8 = 2;
 /// A slot whose ticket gave up waiting (a timeout, a try, a cancelled task).
 pub(crate) const ABANDONED: u8 = 3;
 
-/// How long an enqueue tries for a slot that a departing waiter's successor still probes.
-const SLOT_TRIES: u32 = 100;
+/// The ticket lock covers the header's next ticket and floor.
+const TICKET_LOCK: u64 = 16;
 
 /// The companion file of one lock file, open.
 pub(crate) struct Queue {
@@ -80,6 +84,9 @@ pub(crate) enum Enqueue {
     Removed,
     /// Another process holds the ticket lock (only from [`Queue::try_enqueue`]).
     Busy,
+    /// Every slot may still be needed ([`SLOTS`] tickets since the queue's first): try again
+    /// once the queue has moved on.
+    Full,
 }
 
 /// Where a waiter is in its walk back to the queue's head.
@@ -88,6 +95,8 @@ pub(crate) struct Walk {
     ticket: u64,
     /// The earlier ticket it waits for to leave; `None` once first.
     waiting_for: Option<u64>,
+    /// Whether, once first, it has raised the queue's floor to its ticket.
+    first_noted: bool,
 }
 
 impl Walk {
@@ -154,14 +163,14 @@ impl Queue {
     /// Takes a ticket and its slot, waiting in the kernel for the ticket lock if another
     /// process holds it (for a few system calls).
     pub(crate) fn enqueue(&self) -> io::Result<Enqueue> {
-        self.lock(0, 8, true)?;
+        self.lock(0, TICKET_LOCK, true)?;
         self.enqueue_locked()
     }
 
     /// [`enqueue`](Self::enqueue) that does not wait for the ticket lock
     /// ([`Enqueue::Busy`]): for a task, which must not block its thread.
     pub(crate) fn try_enqueue(&self) -> io::Result<Enqueue> {
-        if !self.try_lock_range(0, 8)? {
+        if !self.try_lock_range(0, TICKET_LOCK)? {
             return Ok(Enqueue::Busy);
         }
         self.enqueue_locked()
@@ -170,7 +179,7 @@ impl Queue {
     /// The enqueue proper, holding the ticket lock, which it releases.
     fn enqueue_locked(&self) -> io::Result<Enqueue> {
         let result = self.take_ticket();
-        let unlocked = self.unlock(0, 8);
+        let unlocked = self.unlock(0, TICKET_LOCK);
         let enqueued = result?;
         unlocked?;
         Ok(enqueued)
@@ -180,25 +189,32 @@ impl Queue {
         if !self.is_linked()? {
             return Ok(Enqueue::Removed);
         }
-        let mut next = [0u8; 8];
-        let read = self.file.read_at(&mut next, 0)?;
-        let ticket = if read == 8 {
-            u64::from_le_bytes(next)
-        } else {
-            0
+        let mut header = [0u8; 16];
+        let read = self.file.read_at(&mut header, 0)?;
+        let word = |at: usize| {
+            (read >= at + 8).then(|| u64::from_le_bytes(header[at..at + 8].try_into().expect("8")))
         };
-        let at = slot_at(ticket);
-        let mut tries = 0;
-        while !self.try_lock_range(at, SLOT)? {
-            // Held: by the waiter SLOTS tickets back (the queue is full), or, for an
-            // instant, by the successor of a departed one checking it.
-            tries += 1;
-            if tries >= SLOT_TRIES {
-                return Err(io::Error::other(format!(
-                    "more than {SLOTS} processes and threads queue for this lock"
-                )));
+        let mut ticket = word(0).unwrap_or(0);
+        let floor = word(8).unwrap_or(0);
+        // The slot of `ticket` last served `ticket - SLOTS`: reusable only once that ticket
+        // is below the floor, which only a ticket that became first raises (so no walker
+        // can still be waiting on that slot). Otherwise the ring is full of tickets that may
+        // still be needed, live or given up.
+        if ticket.checked_sub(SLOTS).is_some_and(|old| old >= floor) {
+            if !self.probe(HEADER, SLOTS * SLOT)? {
+                // Somebody still queues: one of them becomes first and raises the floor.
+                return Ok(Enqueue::Full);
             }
-            std::thread::sleep(Duration::from_micros(100));
+            // Nobody queues (every live waiter holds its slot), so nobody walks either:
+            // start the tickets over.
+            self.file.write_all_at(&0u64.to_le_bytes(), 8)?;
+            ticket = 0;
+        }
+        let at = slot_at(ticket);
+        if !self.try_lock_range(at, SLOT)? {
+            // Nobody probes a slot below the floor; should someone hold it all the same,
+            // wait as for a full ring rather than hold the ticket lock.
+            return Ok(Enqueue::Full);
         }
         // The slot keeps what its last owner wrote: a successor reads it only after this
         // ticket has left, when `leave` has stamped it (or not, if it died: then it is
@@ -210,6 +226,7 @@ impl Queue {
         Ok(Enqueue::Queued(Walk {
             ticket,
             waiting_for: ticket.checked_sub(1),
+            first_noted: false,
         }))
     }
 
@@ -217,8 +234,13 @@ impl Queue {
     /// without, goes as far as it can now. Returns whether it is first.
     pub(crate) fn advance(&self, walk: &mut Walk, block: bool) -> io::Result<bool> {
         while let Some(earlier) = walk.waiting_for {
-            if walk.ticket - earlier >= SLOTS {
-                // A whole round back: whatever was there has long left.
+            if walk.ticket - earlier >= SLOTS
+                || (earlier + 1 < walk.ticket && earlier < self.floor()?)
+            {
+                // A whole round back, or below the floor: gone, and every ticket before it.
+                // (The floor is read only past the immediate predecessor, which cannot be
+                // below it while this ticket waits; read after the probe that passed the
+                // later ticket, it counts every head that came before.)
                 walk.waiting_for = None;
                 break;
             }
@@ -246,7 +268,24 @@ impl Queue {
                 earlier.checked_sub(1)
             };
         }
+        if !walk.first_noted {
+            // First: every earlier ticket is gone. Their slots may be reused from now on.
+            self.file.write_all_at(&walk.ticket.to_le_bytes(), 8)?;
+            walk.first_noted = true;
+        }
         Ok(true)
+    }
+
+    /// The floor: the ticket of the latest first of the queue. Every ticket below it is
+    /// gone.
+    fn floor(&self) -> io::Result<u64> {
+        let mut floor = [0u8; 8];
+        let read = self.file.read_at(&mut floor, 8)?;
+        Ok(if read == 8 {
+            u64::from_le_bytes(floor)
+        } else {
+            0
+        })
     }
 
     /// Waits until `walk` is first, or until `deadline` (trying with growing pauses of up
@@ -507,6 +546,52 @@ mod tests {
         assert!(!q[1].advance(&mut last, false).unwrap());
         q[0].leave(holder.ticket(), RELEASED).unwrap();
         assert!(q[1].advance(&mut last, false).unwrap());
+    }
+
+    #[test]
+    fn given_up_tickets_fill_the_ring_only_until_the_queue_moves_on() {
+        // A holder, then a whole ring of tickets given up while it holds: a new ticket would
+        // reuse the holder's slot, so the enqueue waits (Full), rather than fail or take it.
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 3);
+        let mut holder = ticket(&q[0]);
+        assert!(q[0].advance(&mut holder, false).unwrap());
+        for _ in 0..SLOTS - 1 {
+            let given_up = ticket(&q[1]);
+            q[1].leave(given_up.ticket(), ABANDONED).unwrap();
+        }
+        assert!(matches!(q[2].enqueue().unwrap(), Enqueue::Full));
+        // The holder leaves: nobody queues any more, and the tickets start over.
+        q[0].leave(holder.ticket(), RELEASED).unwrap();
+        let mut next = ticket(&q[2]);
+        assert_eq!(next.ticket(), 0);
+        assert!(q[2].advance(&mut next, false).unwrap());
+    }
+
+    #[test]
+    fn a_reused_slot_never_holds_up_the_waiter_that_still_needs_it() {
+        // A holder, a live waiter W behind it, then given-up tickets up to a whole ring.
+        // When the holder leaves, a newcomer must not take the holder's slot before W has
+        // seen it released (W would wait on the newcomer, and the newcomer on W).
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 4);
+        let mut holder = ticket(&q[0]);
+        assert!(q[0].advance(&mut holder, false).unwrap());
+        let mut w = ticket(&q[1]);
+        for _ in 0..SLOTS - 2 {
+            let given_up = ticket(&q[2]);
+            q[2].leave(given_up.ticket(), ABANDONED).unwrap();
+        }
+        q[0].leave(holder.ticket(), RELEASED).unwrap();
+        // The newcomer cannot take a ticket yet: W, still waiting, may need that slot.
+        assert!(matches!(q[3].enqueue().unwrap(), Enqueue::Full));
+        assert!(q[1].advance(&mut w, false).unwrap(), "W is first");
+        // W first: the floor has moved, the newcomer queues behind W.
+        let mut e = ticket(&q[3]);
+        assert_eq!(e.ticket(), SLOTS);
+        assert!(!q[3].advance(&mut e, false).unwrap());
+        q[1].leave(w.ticket(), RELEASED).unwrap();
+        assert!(q[3].advance(&mut e, false).unwrap());
     }
 
     #[test]
