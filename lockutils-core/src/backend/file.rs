@@ -54,6 +54,10 @@ impl ExternalBackend for FileBackend {
         // not exhaust the process's descriptor limit before the registry sweeps them.
         if LockFile::open_count() > crate::file::kept_descriptor_limit() {
             state.slot.kept = None;
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                state.queue = None;
+            }
         }
         result
     }
@@ -147,9 +151,15 @@ fn close_idle_descriptors() -> usize {
             .state
             .as_mut()
             .and_then(|s| s.downcast_mut::<FileState>())
-            && state.slot.kept.take().is_some()
         {
-            closed += 1;
+            if state.slot.kept.take().is_some() {
+                closed += 1;
+            }
+            // The queue file of a fair lock too (reopened on its next use).
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            if state.queue.take().is_some() {
+                closed += 1;
+            }
         }
     };
     crate::semaphore::Semaphores::global()
