@@ -32,9 +32,40 @@ fn tickets_issued(dir: &Path, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every request the kernel has blocked on the lock file or its queue.
+/// The ticket of the latest process to come first in the queue of `name` (bytes 8..16).
+fn floor(dir: &Path, name: &str) -> u64 {
+    std::fs::read(queue_file(dir, name))
+        .ok()
+        .and_then(|b| Some(u64::from_le_bytes(b.get(8..16)?.try_into().ok()?)))
+        .unwrap_or(0)
+}
+
+/// Requests the kernel has blocked on the queue file's slots (not on its ticket lock, the
+/// first 64 bytes, which a process only passes through): processes that hold a ticket.
+fn blocked_on_slots(dir: &Path, name: &str) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(queue_file(dir, name)) else {
+        return 0;
+    };
+    let needle = format!(":{} ", meta.ino());
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("->") && l.contains(&needle))
+        .filter(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields
+                .get(fields.len().wrapping_sub(2))
+                .and_then(|start| start.parse::<u64>().ok())
+                .is_some_and(|start| start >= 64)
+        })
+        .count()
+}
+
+/// Every process the kernel has blocked in the queue: the first on the lock file, the others
+/// on their predecessors' slots.
 fn blocked(dir: &Path, name: &str) -> usize {
-    blocked_waiters(&dir.join(name)) + blocked_waiters(&queue_file(dir, name))
+    blocked_waiters(&dir.join(name)) + blocked_on_slots(dir, name)
 }
 
 /// Spins (yielding) until `cond` holds; fails the test after [`child::PATIENCE`].
@@ -104,7 +135,13 @@ fn play(role: &str, args: &[String]) -> i32 {
             for round in 0..n {
                 let _g = fair().acquire().unwrap();
                 if round + 1 < n {
-                    wait_for_blocked(Path::new(dir), name, 2);
+                    // Both others hold a ticket again, behind this holder (whose ticket is
+                    // the floor: it came first last).
+                    let dir = Path::new(dir);
+                    let mine = floor(dir, name);
+                    wait_until("both others queued", || {
+                        tickets_issued(dir, name) >= mine + 3
+                    });
                 }
                 append(&Path::new(dir).join("order"), &args[2]);
             }
@@ -135,10 +172,13 @@ fn child() {
     child::main(play);
 }
 
-/// Starts a `queue` child with `id` and waits until the kernel shows it blocked (behind
-/// `before` others).
+/// Starts a `queue` child with `id` and waits until it has its ticket (behind `before`
+/// others), then until the kernel shows it waiting.
 fn queue_up(dir: &Path, name: &str, id: &str, before: usize) -> Proc {
     let child = spawn("queue", &[name, path_str(dir), id]);
+    wait_until(&format!("{id}'s ticket"), || {
+        tickets_issued(dir, name) > before as u64
+    });
     wait_for_blocked(dir, name, before + 1);
     child
 }
@@ -182,6 +222,7 @@ fn processes_that_take_the_lock_again_and_again_take_turns() {
     let children: Vec<Proc> = (0..3)
         .map(|i| {
             let child = spawn("rounds", &["turns", path_str(dir), &i.to_string(), "40"]);
+            wait_until("its ticket", || tickets_issued(dir, "turns") > i as u64);
             wait_for_blocked(dir, "turns", i + 1);
             child
         })
@@ -204,9 +245,9 @@ fn a_killed_waiter_in_the_middle_and_a_killed_holder_do_not_stall_the_queue() {
     let b = queue_up(dir, "mid", "b", 1);
     let c = queue_up(dir, "mid", "c", 2);
     let e = queue_up(dir, "mid", "e", 3);
-    // A waiter in the middle dies: the kernel drops its place; c now waits for a.
+    // A waiter in the middle dies (reaped: the kernel has dropped its place); c now waits for
+    // a.
     b.kill();
-    wait_until("c waiting for a", || blocked(dir, "mid") == 3);
     // The holder dies: a goes on, then c, then e, with nothing left over from b.
     holder.kill();
     for child in [a, c, e] {
