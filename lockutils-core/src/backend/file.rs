@@ -376,8 +376,8 @@ mod fifo {
         // system calls); a timed one tries it, so that its timeout holds even if a process
         // stopped while holding it. Both pause while the ring is full.
         let mut pause = Duration::from_micros(50);
+        let mut queue = queue;
         let (queue, mut walk) = loop {
-            let queue = queue_of(state, name)?;
             if let Some(queued) = enqueue(state, name, queue, wait == Wait::Forever)? {
                 break queued;
             }
@@ -390,6 +390,8 @@ mod fifo {
             };
             std::thread::sleep(pause_now);
             pause = (pause * 2).min(target.delay.max(pause));
+            // Looked at again only for a retry (the enqueue itself reopens a removed file).
+            queue = queue_of(state, name)?;
         };
         let place = Place {
             queue: queue.clone(),

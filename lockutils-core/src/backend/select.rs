@@ -2,7 +2,7 @@
 //! (see the [parent module](super)).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use parking_lot::RwLock;
 
@@ -14,8 +14,12 @@ use crate::error::Error;
 /// in [`Error::Backend`] with the lock name and the redacted URL.
 pub type BackendFactory = fn(url: &str) -> Result<&'static dyn ExternalBackend, String>;
 
+/// What the scheme map holds: a registered [`BackendFactory`], or a crate's `backend(url)`
+/// installed with [`install_backend`]. Cloned out of the map to run with no lock held.
+type Maker = Arc<dyn Fn(&str) -> Result<&'static dyn ExternalBackend, String> + Send + Sync>;
+
 struct State {
-    schemes: HashMap<String, BackendFactory>,
+    schemes: HashMap<String, Maker>,
     explicit: Option<&'static dyn ExternalBackend>,
     by_url: HashMap<String, &'static dyn ExternalBackend>,
     /// The backend the configuration selected, and the configuration version it was
@@ -24,8 +28,8 @@ struct State {
 }
 
 static STATE: LazyLock<RwLock<State>> = LazyLock::new(|| {
-    let mut schemes: HashMap<String, BackendFactory> = HashMap::new();
-    schemes.insert("file".to_owned(), |_| Ok(&FileBackend));
+    let mut schemes: HashMap<String, Maker> = HashMap::new();
+    schemes.insert("file".to_owned(), Arc::new(|_| Ok(&FileBackend)));
     RwLock::new(State {
         schemes,
         explicit: None,
@@ -38,8 +42,12 @@ static STATE: LazyLock<RwLock<State>> = LazyLock::new(|| {
 /// case-insensitively). A second registration of a scheme replaces the first for URLs not
 /// yet used.
 pub fn register_backend(scheme: &str, factory: BackendFactory) {
+    register_maker(scheme, Arc::new(factory));
+}
+
+fn register_maker(scheme: &str, maker: Maker) {
     let mut state = STATE.write();
-    state.schemes.insert(scheme.to_ascii_lowercase(), factory);
+    state.schemes.insert(scheme.to_ascii_lowercase(), maker);
     state.resolved = None;
 }
 
@@ -96,7 +104,7 @@ fn backend_of(name: &str, url: &str) -> Result<&'static dyn ExternalBackend, Err
                 "the backend URL has no scheme (expected e.g. postgres://user@host/db)",
             )
         })?;
-        *state.schemes.get(&scheme).ok_or_else(|| {
+        state.schemes.get(&scheme).cloned().ok_or_else(|| {
             Error::backend(
                 name,
                 redact_url(url),
@@ -175,30 +183,13 @@ pub fn install_backend<B: ExternalBackend + 'static>(
     schemes: &[&str],
     backend: fn(&str) -> Result<&'static B, Error>,
 ) {
-    // A factory is a plain `fn`: the crate's `backend` goes through a table of its own.
-    static CONSTRUCTORS: LazyLock<RwLock<HashMap<String, Constructor>>> =
-        LazyLock::new(|| RwLock::new(HashMap::new()));
-    type Constructor =
-        std::sync::Arc<dyn Fn(&str) -> Result<&'static dyn ExternalBackend, String> + Send + Sync>;
-    fn factory(url: &str) -> Result<&'static dyn ExternalBackend, String> {
-        let scheme = url_scheme(url).unwrap_or_default();
-        // Run with no lock held (the constructor may ask for another backend).
-        let make = CONSTRUCTORS.read().get(&scheme).cloned();
-        match make {
-            Some(make) => make(url),
-            None => Err(format!("no backend installed for {scheme:?}")),
-        }
-    }
+    let maker: Maker = Arc::new(move |url: &str| match backend(url) {
+        Ok(made) => Ok(made as &'static dyn ExternalBackend),
+        Err(Error::Backend { reason, .. }) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    });
     for scheme in schemes {
-        let make = move |url: &str| match backend(url) {
-            Ok(made) => Ok(made as &'static dyn ExternalBackend),
-            Err(Error::Backend { reason, .. }) => Err(reason),
-            Err(other) => Err(other.to_string()),
-        };
-        CONSTRUCTORS
-            .write()
-            .insert(scheme.to_ascii_lowercase(), std::sync::Arc::new(make));
-        register_backend(scheme, factory);
+        register_maker(scheme, maker.clone());
     }
 }
 
