@@ -32,12 +32,26 @@ fn tickets_issued(dir: &Path, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The ticket of the latest process to come first in the queue of `name` (bytes 8..16).
-fn floor(dir: &Path, name: &str) -> u64 {
-    std::fs::read(queue_file(dir, name))
-        .ok()
-        .and_then(|b| Some(u64::from_le_bytes(b.get(8..16)?.try_into().ok()?)))
-        .unwrap_or(0)
+/// The ticket of this process's place in the queue of `name`, as the kernel lists the locks
+/// of its open files (`/proc/self/fdinfo`): the slot it holds (slots of 16 bytes from byte
+/// 64, in ticket order while fewer than 4,096 were issued).
+fn my_ticket(dir: &Path, name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(queue_file(dir, name)).unwrap().ino();
+    let needle = format!(":{ino} ");
+    let starts: Vec<u64> = std::fs::read_dir("/proc/self/fdinfo")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .flat_map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("lock:") && l.contains(&needle))
+                .filter_map(|l| l.split_whitespace().rev().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|&start| start >= 64)
+        .collect();
+    assert_eq!(starts.len(), 1, "one place in the queue: {starts:?}");
+    (starts[0] - 64) / 16
 }
 
 /// Requests the kernel has blocked on the queue file's slots (not on its ticket lock, the
@@ -135,10 +149,9 @@ fn play(role: &str, args: &[String]) -> i32 {
             for round in 0..n {
                 let _g = fair().acquire().unwrap();
                 if round + 1 < n {
-                    // Both others hold a ticket again, behind this holder (whose ticket is
-                    // the floor: it came first last).
+                    // Both others hold a ticket again, behind this holder.
                     let dir = Path::new(dir);
-                    let mine = floor(dir, name);
+                    let mine = my_ticket(dir, name);
                     wait_until("both others queued", || {
                         tickets_issued(dir, name) >= mine + 3
                     });

@@ -186,6 +186,10 @@ struct FileState {
     /// The ticket in that queue while the lock is held through it.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     ticket: Option<u64>,
+    /// Whether the last fair acquire found others queued: the next one then queues at
+    /// once, without first looking for an empty queue (which it would not find).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    contended: bool,
 }
 
 impl FileState {
@@ -249,8 +253,9 @@ mod fifo {
 
     use super::{ExternalCache, ExternalTarget, FileSlot, FileState, lock_async};
     use crate::error::Error;
+    use crate::file::HeldFile;
     use crate::file::LockFile;
-    use crate::file::fifo::{ABANDONED, Enqueue, Queue, RELEASED, Walk};
+    use crate::file::fifo::{Enqueue, Queue, Spin, Turn, Walk};
     use crate::queue::{Mode, Wait};
 
     /// A place in the queue, given up (marked abandoned, unlocked) when dropped: on an
@@ -271,7 +276,7 @@ mod fifo {
 
     impl Drop for Place {
         fn drop(&mut self) {
-            if let Err(e) = self.queue.leave(self.ticket, ABANDONED) {
+            if let Err(e) = self.queue.leave(self.ticket, false) {
                 tracing::warn!(
                     target: crate::error::LOG_TARGET,
                     "leaving the queue of {}: {e}",
@@ -281,13 +286,12 @@ mod fifo {
         }
     }
 
-    /// The queue of `state`'s lock file, opened (again) if missing, removed since (one
-    /// `fstat`: a removed queue file would be a queue of its own), or inherited through
-    /// `fork`.
+    /// The queue of `state`'s lock file, opened (again) if missing or inherited through
+    /// `fork`. (A queue file removed since is seen where it matters: by a ticket, and by
+    /// [`try_unqueued`].)
     fn queue_of(state: &mut FileState, name: &str) -> Result<Arc<Queue>, Error> {
         if let Some(queue) = &state.queue
             && queue.is_own()
-            && queue.is_linked().unwrap_or(false)
         {
             return Ok(queue.clone());
         }
@@ -324,19 +328,26 @@ mod fifo {
     }
 
     /// With nobody queued, the lock file at once (one try), as an unfair lock takes it: no
-    /// ticket for an uncontended lock. `Ok(true)` if held.
+    /// ticket for an uncontended lock. `Ok(None)` if held; else the queue to join.
     fn try_unqueued(
-        slot: &mut FileSlot,
-        queue: &Queue,
+        state: &mut FileState,
         name: &str,
         delay: Duration,
-    ) -> Result<bool, Error> {
-        let empty = queue
-            .is_empty()
-            .map_err(|e| Error::io(name, queue.path().to_owned(), "inspect the queue", e))?;
-        if !empty {
-            return Ok(false);
-        }
+    ) -> Result<Option<Arc<Queue>>, Error> {
+        let queue = loop {
+            let queue = queue_of(state, name)?;
+            let inspect = |e| Error::io(name, queue.path().to_owned(), "inspect the queue", e);
+            if !queue.is_empty().map_err(inspect)? {
+                return Ok(Some(queue));
+            }
+            // Empty; but a removed queue file would be a queue of its own, so make sure it
+            // is still the one others use.
+            if queue.is_linked().map_err(inspect)? {
+                break queue;
+            }
+            state.queue = None;
+        };
+        let slot = &mut state.slot;
         let path = slot.path.clone();
         match LockFile::acquire(
             &mut slot.kept,
@@ -349,9 +360,9 @@ mod fifo {
         ) {
             Ok(held) => {
                 slot.held = Some(held);
-                Ok(true)
+                Ok(None)
             }
-            Err(e) if e.is_acquire_failed() => Ok(false),
+            Err(e) if e.is_acquire_failed() => Ok(Some(queue)),
             Err(e) => Err(e),
         }
     }
@@ -364,14 +375,18 @@ mod fifo {
     ) -> Result<(), Error> {
         let name = target.name;
         let deadline = wait.deadline();
-        let queue = queue_of(state, name)?;
-        if try_unqueued(&mut state.slot, &queue, name, target.delay)? {
-            return Ok(());
-        }
-        if wait == Wait::Never {
-            // Held, or somebody queues: a try does not pass them.
-            return Err(Error::acquire_failed(name, None));
-        }
+        let queue = if state.contended && wait != Wait::Never {
+            queue_of(state, name)?
+        } else {
+            let Some(queue) = try_unqueued(state, name, target.delay)? else {
+                return Ok(());
+            };
+            if wait == Wait::Never {
+                // Held, or somebody queues: a try does not pass them.
+                return Err(Error::acquire_failed(name, None));
+            }
+            queue
+        };
         // A wait without a timeout waits in the kernel for the ticket lock (held for a few
         // system calls); a timed one tries it, so that its timeout holds even if a process
         // stopped while holding it. Both pause while the ring is full.
@@ -397,30 +412,91 @@ mod fifo {
             queue: queue.clone(),
             ticket: walk.ticket(),
         };
-        let first = match (wait, deadline) {
+        let waiting = |e| Error::io(name, queue.path().to_owned(), "wait in the queue", e);
+        let turn = match (wait, deadline) {
             (Wait::For(_), Some(deadline)) => {
-                queue.advance_until(&mut walk, deadline, target.delay)
+                match queue.advance_until(&mut walk, deadline, target.delay) {
+                    Ok(true) => Ok(Turn::First),
+                    Ok(false) => Ok(Turn::NotYet),
+                    Err(e) => Err(e),
+                }
             }
             _ => queue.advance(&mut walk, true),
         }
-        .map_err(|e| Error::io(name, queue.path().to_owned(), "wait in the queue", e))?;
-        if !first {
-            return Err(Error::acquire_failed(name, wait.waited()));
-        }
+        .map_err(waiting)?;
+        state.contended = walk.waited();
         let path = state.slot.path.clone();
-        let held = LockFile::acquire(
-            &mut state.slot.kept,
-            &mut None,
-            name,
-            &path,
-            Mode::Exclusive,
-            wait.remaining(deadline),
-            target.delay,
-        )
+        let held = match turn {
+            Turn::NotYet => return Err(Error::acquire_failed(name, wait.waited())),
+            Turn::Next => take_after_predecessor(&mut state.slot, name, &path, &queue.file_spin),
+            Turn::First => LockFile::acquire(
+                &mut state.slot.kept,
+                &mut None,
+                name,
+                &path,
+                Mode::Exclusive,
+                wait.remaining(deadline),
+                target.delay,
+            ),
+        }
         .map_err(|e| e.with_waited(wait))?;
         state.slot.held = Some(held);
+        if let Err(e) = queue.hold(&mut walk) {
+            // Not held after all: the file is let go, and the place given up.
+            let _ = state.slot.release(name);
+            return Err(waiting(e));
+        }
         state.ticket = Some(place.keep());
         Ok(())
+    }
+
+    /// The lock file, for the next in line ([`Turn::Next`]): its predecessor holds it, or
+    /// is leaving the queue after it. Tried while `spin` says so (see [`Spin`]), then
+    /// waited for in the kernel.
+    fn take_after_predecessor(
+        slot: &mut FileSlot,
+        name: &str,
+        path: &std::path::Path,
+        spin: &Spin,
+    ) -> Result<HeldFile, Error> {
+        let started = Instant::now();
+        let spin_until = started + spin.budget();
+        let mut looks = 0u32;
+        loop {
+            let wait = if looks == 0 || Instant::now() < spin_until {
+                Wait::Never
+            } else {
+                Wait::Forever
+            };
+            match LockFile::acquire(
+                &mut slot.kept,
+                &mut None,
+                name,
+                path,
+                Mode::Exclusive,
+                wait,
+                Duration::ZERO,
+            ) {
+                Err(e) if e.is_acquire_failed() && wait == Wait::Never => {}
+                result => {
+                    if looks > 0 {
+                        spin.record(started.elapsed());
+                    }
+                    return result;
+                }
+            }
+            // Every so often, the processor goes to whoever else wants it (the holder,
+            // perhaps); in between, a pause shorter than a system call.
+            looks += 1;
+            if looks.is_multiple_of(16) {
+                std::thread::yield_now();
+            } else {
+                let until = Instant::now() + Duration::from_nanos(200);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+        }
     }
 
     /// The async acquire of a fair lock file: the queue (tried at growing intervals, up to
@@ -439,10 +515,9 @@ mod fifo {
                 let mut cache = cache.lock();
                 let state = cache.get_or_insert_with(FileState::new);
                 state.update(target)?;
-                let queue = queue_of(state, name)?;
-                if try_unqueued(&mut state.slot, &queue, name, target.delay)? {
+                let Some(queue) = try_unqueued(state, name, target.delay)? else {
                     return Ok(());
-                }
+                };
                 if wait == Wait::Never {
                     return Err(Error::acquire_failed(name, None));
                 }
@@ -463,10 +538,8 @@ mod fifo {
             queue: queue.clone(),
             ticket: walk.ticket(),
         };
-        while !queue
-            .advance(&mut walk, false)
-            .map_err(|e| Error::io(name, queue.path().to_owned(), "wait in the queue", e))?
-        {
+        let waiting = |e| Error::io(name, queue.path().to_owned(), "wait in the queue", e);
+        while queue.advance(&mut walk, false).map_err(waiting)? != Turn::First {
             let now = Instant::now();
             if wait.is_over(deadline) {
                 return Err(Error::acquire_failed(name, wait.waited()));
@@ -489,7 +562,14 @@ mod fifo {
         )
         .await
         .map_err(|e| e.with_waited(wait))?;
-        cache.lock().get_or_insert_with(FileState::new).ticket = Some(place.keep());
+        let mut cache = cache.lock();
+        let state = cache.get_or_insert_with(FileState::new);
+        if let Err(e) = queue.hold(&mut walk) {
+            // Not held after all: the file is let go, and the place given up.
+            let _ = state.slot.release(name);
+            return Err(waiting(e));
+        }
+        state.ticket = Some(place.keep());
         Ok(())
     }
 
@@ -497,7 +577,7 @@ mod fifo {
     pub(super) fn leave(state: &mut FileState, name: &str) -> Result<(), Error> {
         match (state.ticket.take(), &state.queue) {
             (Some(ticket), Some(queue)) => queue
-                .leave(ticket, RELEASED)
+                .leave(ticket, true)
                 .map_err(|e| Error::io(name, queue.path().to_owned(), "leave the queue", e)),
             _ => Ok(()),
         }

@@ -9,35 +9,54 @@
 //! without following links, and never inherited by child processes.
 //!
 //! Bytes `[0, 8)` hold the next ticket and `[8, 16)` the *floor* (little-endian); a write
-//! lock on both is the *ticket lock*, held for a few system calls. From [`HEADER`] on,
-//! [`SLOTS`] slots of [`SLOT`] bytes: ticket `t` uses slot `t % SLOTS`, stamped with `t` and
-//! its state when it leaves. The floor is the ticket of the latest one to become first:
-//! every ticket below it has left, so a walker never looks below it, and a slot is reused
-//! only for a ticket whose predecessor in the slot is below it (else the enqueue waits:
-//! [`Enqueue::Full`]). A queue nobody is in starts its tickets over.
+//! lock on both is the *ticket lock*, held for a few system calls. Bytes `[16, 24)` mark a
+//! file being removed; processes waiting for the ticket lock read-lock `[24, 32)`, so that
+//! they show as queued. From [`HEADER`] on, [`SLOTS`] slots of [`SLOT`] bytes: ticket `t`
+//! write-locks slot `t % SLOTS` while it is in the queue. The slots hold no data: all they
+//! say, they say with locks, which the kernel drops when their owner dies.
+//!
+//! The floor is the ticket of the latest one to let the lock file go (a lower bound: two
+//! holders leaving close together may write it out of order). Every ticket below it has
+//! left. A walker never looks below it, and a slot is reused only for a ticket whose
+//! predecessor in the slot is below it (else the enqueue waits: [`Enqueue::Full`]). A queue
+//! nobody is in starts its tickets over.
 //!
 //! # The queue (a CLH queue lock made of byte-range locks)
-//! - **Enqueue**, under the ticket lock: take ticket `t` (the next one), write-lock slot
-//!   `t`, advance the next ticket.
-//! - **Wait** for the predecessor `p = t - 1`: wait in the kernel for a lock on slot `p`.
-//!   When it comes, `p` has left the queue. If it stamped the slot `(p, RELEASED)`, it held
-//!   the lock and let it go: `t` is first. Otherwise (it gave up and stamped `ABANDONED`; or
-//!   it died, waiting or holding, and stamped nothing, so the slot shows an older round's
-//!   ticket or nothing), wait for `p`'s own predecessor instead. The walk back ends at a
-//!   `RELEASED` stamp of the right ticket, at ticket 0, or [`SLOTS`] back.
-//! - **Leave**: stamp the slot with the ticket and its state (`RELEASED` after holding the
-//!   lock, `ABANDONED` after giving up), then unlock it: the successor wakes.
+//! A slot has two halves: its *waiting* half is unlocked once its ticket holds the lock
+//! file; the other half stays locked until the ticket leaves. Its owner is thus, as the
+//! kernel shows it, waiting (both locked), holding (the second half locked: it holds the
+//! lock file, or let it go and is leaving) or gone (neither).
+//! - **Enqueue**, under the ticket lock: take ticket `t` (the next one), write-lock its
+//!   slot, advance the next ticket.
+//! - **Walk**: wait for the predecessor `e = t - 1` to hold or to leave.
+//!   - Holding: every ticket before it has left, so `t` is *next*
+//!     ([`Turn::Next`]): only the lock file is in its way, which it takes as soon as `e`
+//!     lets it go.
+//!   - Gone: if `e` had held the lock (the floor reached `e`), `t` is *first*
+//!     ([`Turn::First`]) and takes the lock file. Otherwise (`e` gave up, or died before it
+//!     held), walk on to `e - 1`. The walk back ends at a holder, at a ticket the floor
+//!     reached, at ticket 0, or [`SLOTS`] back.
+//! - **Hold**: once it holds the lock file, unlock the slot's waiting half: the successor
+//!   learns that only the lock file is in its way.
+//! - **Leave**, after letting the lock file go: raise the floor to `t`, then unlock the
+//!   slot. After giving up: just unlock it.
+//!
+//! Waiting is watching, then sleeping (see [`Spin`]): the kernel wakes a sleeper in tens of
+//! microseconds, so a short-held lock passes on fastest to waiters that are already awake.
 //!
 //! The kernel drops a dead process's locks, so a holder or a waiter killed at any point
-//! looks like one that gave up: the next waiter goes on at once, nothing stalls, nothing is
-//! left to clean up.
+//! looks like one that left, before or after holding: the next waiter goes on at once,
+//! nothing stalls, nothing is left to clean up.
 //!
 //! # Invariant
-//! A ticket becomes first only when every earlier ticket has left the queue. (By induction:
-//! the walk passes only slots that were let go, and stops at a `RELEASED` one, whose ticket
-//! was first when it took the lock.) The first one then takes the lock file itself, as
-//! oslo does, so processes that do not queue (oslo, non-fair lockutils users) still
-//! exclude, and may come between two queued holders.
+//! A ticket takes the lock file only when every earlier ticket has left the queue, but for
+//! the one just before, which has let the lock file go. (By induction: the walk passes
+//! only slots that were let go, by tickets that left, and stops at a ticket that held the
+//! lock file, a floor that was raised, or ticket 0. A ticket at or below the floor held the
+//! lock, or was below one that did: every ticket before it had left.) The lock file itself
+//! is what excludes, as in oslo: processes that do not queue (oslo, non-fair lockutils
+//! users) still exclude, and may come between two queued holders; and a queue that went
+//! wrong could only serve out of order, never let two holders in.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -45,6 +64,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Dir, FileKind, fork_generation, lock_file_name_of};
@@ -59,13 +79,70 @@ const SLOT: u64 = 16;
 /// The number of slots: a ring, reused as the queue's first moves on.
 pub(crate) const SLOTS: u64 = 4096;
 
-/// A slot whose ticket held the lock and let it go: its successor is first.
-pub(crate) const RELEASED: u8 = 2;
-/// A slot whose ticket gave up waiting (a timeout, a try, a cancelled task).
-pub(crate) const ABANDONED: u8 = 3;
-
 /// The ticket lock covers the header's next ticket and floor.
 const TICKET_LOCK: u64 = 16;
+
+/// Where a remover marks the file it is about to unlink, holding every lock.
+const REMOVING_AT: u64 = 16;
+/// The mark of a file being removed.
+const REMOVING: u64 = u64::from_le_bytes(*b"removing");
+/// Where the processes waiting for the ticket lock read-lock a range, to be seen waiting.
+const WANTING_AT: u64 = 24;
+/// The length of that range.
+const WANTING: u64 = 8;
+
+/// A slot's first half, its *waiting* half: locked while its ticket waits, unlocked once it
+/// is first. The second half stays locked until the ticket leaves.
+const WAITING: u64 = SLOT / 2;
+
+/// The longest a waiter watches for its turn before it sleeps in the kernel (see
+/// [`Spin`]).
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Where the owner of a slot is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    /// Waiting: the whole slot is locked.
+    Waiting,
+    /// Holding the lock file, or leaving after it: only the second half is locked.
+    First,
+    /// Gone: nothing is locked.
+    Left,
+}
+
+/// How long to watch for something before sleeping in the kernel until it happens, learnt
+/// from how long it took lately.
+///
+/// The kernel wakes a sleeping process in tens of microseconds (on a virtual machine an
+/// idle processor must be woken too, which costs more): longer than a short hold of a lock,
+/// so that a queue of sleepers would pass a short-held lock on no faster than one wake-up
+/// at a time. Watching (a system call a look, the processor yielded in between) passes it
+/// on at once; but a long wait is better slept through. So a waiter watches for up to
+/// [`SPIN`] while the waits lately took about that or less, and sleeps at once when they
+/// took longer: a queue of long holds wastes no processor time.
+#[derive(Debug, Default)]
+pub(crate) struct Spin {
+    /// A moving average of the waits lately (nanoseconds; `0` before the first).
+    mean_ns: AtomicU64,
+}
+
+impl Spin {
+    /// How long to watch before sleeping, the next time.
+    pub(crate) fn budget(&self) -> Duration {
+        let mean = Duration::from_nanos(self.mean_ns.load(Ordering::Relaxed));
+        if mean <= SPIN { SPIN } else { Duration::ZERO }
+    }
+
+    /// Counts a wait that took `waited` (watched or slept through).
+    pub(crate) fn record(&self, waited: Duration) {
+        let waited = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        let mean = self.mean_ns.load(Ordering::Relaxed);
+        // An average over about the last 8 waits; races between threads lose an update,
+        // which does no harm.
+        let next = mean - mean / 8 + waited / 8;
+        self.mean_ns.store(next, Ordering::Relaxed);
+    }
+}
 
 /// The companion file of one lock file, open.
 pub(crate) struct Queue {
@@ -73,6 +150,10 @@ pub(crate) struct Queue {
     path: PathBuf,
     /// [`fork_generation`] when opened: a forked child never unlocks its parent's slots.
     generation: u64,
+    /// How long its waits for a turn in the queue took lately.
+    queue_spin: Spin,
+    /// How long its waits for the lock file took lately, once next (see [`Turn::Next`]).
+    pub(crate) file_spin: Spin,
 }
 
 /// What an enqueue did.
@@ -89,20 +170,40 @@ pub(crate) enum Enqueue {
     Full,
 }
 
+/// Whose turn it is, from [`Queue::advance`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Not this waiter's yet (only when not blocking).
+    NotYet,
+    /// First: every earlier ticket has left. It takes the lock file (which only a process
+    /// outside the queue may hold).
+    First,
+    /// Next: every earlier ticket has left but the one just before, which holds the lock
+    /// file or is leaving after it. It takes the lock file as soon as that is let go.
+    Next,
+}
+
 /// Where a waiter is in its walk back to the queue's head.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Walk {
     ticket: u64,
     /// The earlier ticket it waits for to leave; `None` once first.
     waiting_for: Option<u64>,
-    /// Whether, once first, it has raised the queue's floor to its ticket.
-    first_noted: bool,
+    /// Whether it holds the lock file and said so ([`Queue::hold`]).
+    holding: bool,
+    /// Whether it found an earlier ticket still in the queue (it did not get in first).
+    waited: bool,
 }
 
 impl Walk {
     /// The ticket walking.
     pub(crate) fn ticket(&self) -> u64 {
         self.ticket
+    }
+
+    /// Whether it found an earlier ticket still in the queue: the lock is contended.
+    pub(crate) fn waited(&self) -> bool {
+        self.waited
     }
 }
 
@@ -134,6 +235,8 @@ impl Queue {
             file,
             path,
             generation: fork_generation(),
+            queue_spin: Spin::default(),
+            file_spin: Spin::default(),
         })
     }
 
@@ -163,8 +266,20 @@ impl Queue {
     /// Takes a ticket and its slot, waiting in the kernel for the ticket lock if another
     /// process holds it (for a few system calls).
     pub(crate) fn enqueue(&self) -> io::Result<Enqueue> {
-        self.lock(0, TICKET_LOCK, true)?;
-        self.enqueue_locked()
+        if self.try_lock_range(0, TICKET_LOCK)? {
+            return self.enqueue_locked();
+        }
+        // Seen waiting (by `is_empty`) while it waits for the ticket lock: a lock taken
+        // meanwhile with nobody in the queue would pass a process that asked before it.
+        self.fcntl(libc::F_OFD_SETLK, libc::F_RDLCK, WANTING_AT, WANTING)?;
+        let enqueued = self
+            .lock(0, TICKET_LOCK, true)
+            .and_then(|()| self.enqueue_locked());
+        // Its slot (if it took a ticket) shows it from now on.
+        let unlocked = self.unlock(WANTING_AT, WANTING);
+        let enqueued = enqueued?;
+        unlocked?;
+        Ok(enqueued)
     }
 
     /// [`enqueue`](Self::enqueue) that does not wait for the ticket lock
@@ -186,14 +301,18 @@ impl Queue {
     }
 
     fn take_ticket(&self) -> io::Result<Enqueue> {
-        if !self.is_linked()? {
-            return Ok(Enqueue::Removed);
-        }
-        let mut header = [0u8; 16];
+        let mut header = [0u8; 24];
         let read = self.file.read_at(&mut header, 0)?;
         let word = |at: usize| {
             (read >= at + 8).then(|| u64::from_le_bytes(header[at..at + 8].try_into().expect("8")))
         };
+        if word(REMOVING_AT as usize) == Some(REMOVING) {
+            if !self.is_linked()? {
+                return Ok(Enqueue::Removed);
+            }
+            // Its remover died before the unlink, or the unlink failed: the file stays.
+            self.file.write_all_at(&0u64.to_le_bytes(), REMOVING_AT)?;
+        }
         let mut ticket = word(0).unwrap_or(0);
         let floor = word(8).unwrap_or(0);
         // The slot of `ticket` last served `ticket - SLOTS`: reusable only once that ticket
@@ -216,9 +335,6 @@ impl Queue {
             // wait as for a full ring rather than hold the ticket lock.
             return Ok(Enqueue::Full);
         }
-        // The slot keeps what its last owner wrote: a successor reads it only after this
-        // ticket has left, when `leave` has stamped it (or not, if it died: then it is
-        // taken as given up).
         if let Err(e) = self.file.write_all_at(&(ticket + 1).to_le_bytes(), 0) {
             let _ = self.unlock(at, SLOT);
             return Err(e);
@@ -226,54 +342,119 @@ impl Queue {
         Ok(Enqueue::Queued(Walk {
             ticket,
             waiting_for: ticket.checked_sub(1),
-            first_noted: false,
+            holding: false,
+            waited: false,
         }))
     }
 
-    /// Moves `walk` towards the head: with `block`, waits in the kernel until it is first;
-    /// without, goes as far as it can now. Returns whether it is first.
-    pub(crate) fn advance(&self, walk: &mut Walk, block: bool) -> io::Result<bool> {
+    /// Moves `walk` towards the head: with `block`, waits until its turn comes (which may be
+    /// [`Turn::Next`]); without, goes as far as it can now ([`Turn::NotYet`] or
+    /// [`Turn::First`]).
+    pub(crate) fn advance(&self, walk: &mut Walk, block: bool) -> io::Result<Turn> {
+        // The floor as last read: it only rises, so an old reading is a safe one (it may
+        // make a walker look at a slot it could skip, never skip one it must wait for).
+        let mut floor = None;
         while let Some(earlier) = walk.waiting_for {
-            if walk.ticket - earlier >= SLOTS
-                || (earlier + 1 < walk.ticket && earlier < self.floor()?)
-            {
+            let below_floor = earlier + 1 < walk.ticket
+                && earlier
+                    < match floor {
+                        Some(floor) => floor,
+                        None => *floor.insert(self.floor()?),
+                    };
+            if walk.ticket - earlier >= SLOTS || below_floor {
                 // A whole round back, or below the floor: gone, and every ticket before it.
                 // (The floor is read only past the immediate predecessor, which cannot be
-                // below it while this ticket waits; read after the probe that passed the
+                // below it while this ticket waits; read after the wait that passed the
                 // later ticket, it counts every head that came before.)
                 walk.waiting_for = None;
                 break;
             }
             let at = slot_at(earlier);
-            // A read lock: granted once the slot's owner (write-locking it) has left; and,
-            // unlike a write lock, never merged by the kernel with this waiter's own
-            // (adjacent) slot lock, whose waiters a merge or split would wake for nothing.
             if block {
-                self.fcntl(libc::F_OFD_SETLKW, libc::F_RDLCK, at, SLOT)?;
-            } else if !self.try_read_range(at, SLOT)? {
-                return Ok(false);
+                let (state, waited) = self.await_first_or_gone(at)?;
+                walk.waited |= waited;
+                if state == SlotState::First {
+                    walk.waited = true;
+                    // It holds the lock file (it let its successor know only then), or
+                    // held it and is leaving: every ticket before it has left.
+                    walk.waiting_for = None;
+                    return Ok(Turn::Next);
+                }
+            } else if !self.probe(at, SLOT)? {
+                walk.waited = true;
+                return Ok(Turn::NotYet);
             }
-            let mut slot = [0u8; SLOT as usize];
-            let read = self.file.read_at(&mut slot, at);
-            self.unlock(at, SLOT)?;
-            let read = read?;
-            let ticket = u64::from_le_bytes(slot[..8].try_into().expect("8 bytes"));
-            walk.waiting_for = if read >= 9 && ticket == earlier && slot[8] == RELEASED {
-                // Let go after holding: `earlier` is gone, and every ticket before it.
+            // `earlier` has left. It had been first if the floor (read now, after it left)
+            // reached it; then so had every ticket before it.
+            walk.waiting_for = if earlier <= *floor.insert(self.floor()?) {
                 None
             } else {
-                // Gave up (stamped abandoned), or died waiting or holding (not stamped: the
-                // slot still shows an older round's ticket, or nothing): wait for its own
-                // predecessor instead.
+                // Gave up, or died, before it was first: wait for its own predecessor.
                 earlier.checked_sub(1)
             };
         }
-        if !walk.first_noted {
-            // First: every earlier ticket is gone. Their slots may be reused from now on.
-            self.file.write_all_at(&walk.ticket.to_le_bytes(), 8)?;
-            walk.first_noted = true;
+        Ok(Turn::First)
+    }
+
+    /// Notes that `walk`'s ticket holds the lock file: unlocks its slot's waiting half,
+    /// which tells the successor that the lock file is the only thing still in its way.
+    pub(crate) fn hold(&self, walk: &mut Walk) -> io::Result<()> {
+        if !walk.holding {
+            self.unlock(slot_at(walk.ticket), WAITING)?;
+            walk.holding = true;
         }
-        Ok(true)
+        Ok(())
+    }
+
+    /// Waits until the owner of the slot at `at` holds the lock file ([`SlotState::First`])
+    /// or has left the queue ([`SlotState::Left`]); also whether it had to wait at all.
+    /// Watches the slot while [`Queue::queue_spin`] says so (yielding the processor
+    /// between looks: the holder may need it), then sleeps in the kernel on the slot's
+    /// waiting half.
+    fn await_first_or_gone(&self, at: u64) -> io::Result<(SlotState, bool)> {
+        let started = Instant::now();
+        let spin_until = started + self.queue_spin.budget();
+        let mut waited = false;
+        loop {
+            let state = self.slot_state(at)?;
+            if state != SlotState::Waiting {
+                if waited {
+                    self.queue_spin.record(started.elapsed());
+                }
+                return Ok((state, waited));
+            }
+            waited = true;
+            if Instant::now() >= spin_until {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        loop {
+            // A read lock: granted once the owner (write-locking the half) unlocked it;
+            // and, unlike a write lock, never merged by the kernel with this waiter's own
+            // (adjacent) slot lock, whose waiters a merge or split would wake for nothing.
+            self.fcntl(libc::F_OFD_SETLKW, libc::F_RDLCK, at, WAITING)?;
+            self.unlock(at, WAITING)?;
+            let state = self.slot_state(at)?;
+            if state != SlotState::Waiting {
+                self.queue_spin.record(started.elapsed());
+                return Ok((state, true));
+            }
+        }
+    }
+
+    /// Where the owner of the slot at `at` is, as its locks show.
+    fn slot_state(&self, at: u64) -> io::Result<SlotState> {
+        // Asks for a read lock: only the owner's write lock conflicts (not another waiter's
+        // read lock), and the kernel reports it.
+        let lock = self.fcntl(libc::F_OFD_GETLK, libc::F_RDLCK, at, SLOT)?;
+        Ok(if lock.l_type == libc::F_UNLCK as libc::c_short {
+            SlotState::Left
+        } else if lock.l_start as u64 >= at + WAITING {
+            SlotState::First
+        } else {
+            SlotState::Waiting
+        })
     }
 
     /// The floor: the ticket of the latest first of the queue. Every ticket below it is
@@ -299,7 +480,7 @@ impl Queue {
     ) -> io::Result<bool> {
         let mut pause = Duration::from_micros(50);
         loop {
-            if self.advance(walk, false)? {
+            if self.advance(walk, false)? == Turn::First {
                 return Ok(true);
             }
             let now = Instant::now();
@@ -311,22 +492,21 @@ impl Queue {
         }
     }
 
-    /// Leaves the queue: marks the slot of `ticket` with `state` ([`RELEASED`] or
-    /// [`ABANDONED`]) and unlocks it, which wakes the successor. In a forked child (the
-    /// slot is the parent's), does nothing.
-    pub(crate) fn leave(&self, ticket: u64, state: u8) -> io::Result<()> {
+    /// Leaves the queue: after holding the lock file (`released`, once it is let go),
+    /// raises the floor to `ticket`; then unlocks its slot, which wakes the successor. In a
+    /// forked child (the slot is the parent's), does nothing.
+    pub(crate) fn leave(&self, ticket: u64, released: bool) -> io::Result<()> {
         if !self.is_own() {
             return Ok(());
         }
-        let at = slot_at(ticket);
-        let mut stamp = [0u8; 9];
-        stamp[..8].copy_from_slice(&ticket.to_le_bytes());
-        stamp[8] = state;
-        let marked = self.file.write_all_at(&stamp, at);
-        // Unlocked even if the mark failed: a successor then takes the slot as given up,
-        // and waits for the one before (never less safe).
-        let unlocked = self.unlock(at, SLOT);
-        marked.and(unlocked)
+        // The slot is unlocked even if the floor could not be raised: the successor then
+        // walks back further (never less safe).
+        let raised = match released {
+            true => self.file.write_all_at(&ticket.to_le_bytes(), 8),
+            false => Ok(()),
+        };
+        let unlocked = self.unlock(slot_at(ticket), SLOT);
+        raised.and(unlocked)
     }
 
     /// Removes the companion file, if nobody queues, while holding the ticket lock and
@@ -338,7 +518,15 @@ impl Queue {
         }
         let removed = match dir.identity_of(file) {
             Ok(Some(id)) if id == super::identity(&self.file.metadata()?) => {
-                dir.unlink(file).map(|()| true)
+                // Marked first, so that a process holding it open sees the removal when it
+                // takes a ticket (without an `fstat` on every ticket).
+                self.file
+                    .write_all_at(&REMOVING.to_le_bytes(), REMOVING_AT)
+                    .and_then(|()| dir.unlink(file))
+                    .map(|()| true)
+                    .inspect_err(|_| {
+                        let _ = self.file.write_all_at(&0u64.to_le_bytes(), REMOVING_AT);
+                    })
             }
             Ok(_) => Ok(false),
             Err(e) => Err(e),
@@ -362,16 +550,6 @@ impl Queue {
     /// One try for a write lock on `[start, start + len)`; `false` if anyone holds a part.
     fn try_lock_range(&self, start: u64, len: u64) -> io::Result<bool> {
         match self.fcntl(libc::F_OFD_SETLK, libc::F_WRLCK, start, len) {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// One try for a read lock on `[start, start + len)`; `false` if anyone write-locks a
-    /// part.
-    fn try_read_range(&self, start: u64, len: u64) -> io::Result<bool> {
-        match self.fcntl(libc::F_OFD_SETLK, libc::F_RDLCK, start, len) {
             Ok(_) => Ok(true),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
             Err(e) => Err(e),
@@ -437,6 +615,8 @@ pub(crate) fn remove_queue_if_idle(lock_dir: &Dir, file: &OsStr) -> io::Result<b
         file: file_handle,
         path: sub.path().join(file),
         generation: fork_generation(),
+        queue_spin: Spin::default(),
+        file_spin: Spin::default(),
     };
     queue.remove_if_idle(&sub, file)
 }
@@ -464,6 +644,27 @@ mod tests {
         }
     }
 
+    /// Whether `walk` is first now; if so, it takes the lock (as the backend does once it
+    /// holds the lock file).
+    fn first(queue: &Queue, walk: &mut Walk) -> bool {
+        match queue.advance(walk, false).unwrap() {
+            Turn::First => {
+                queue.hold(walk).unwrap();
+                true
+            }
+            Turn::NotYet => false,
+            Turn::Next => panic!("a walk that does not block is never told it is next"),
+        }
+    }
+
+    fn release(queue: &Queue, walk: &Walk) {
+        queue.leave(walk.ticket(), true).unwrap();
+    }
+
+    fn give_up(queue: &Queue, walk: &Walk) {
+        queue.leave(walk.ticket(), false).unwrap();
+    }
+
     #[test]
     fn tickets_are_served_in_order() {
         let d = tempfile::tempdir().unwrap();
@@ -471,32 +672,37 @@ mod tests {
         assert!(q[0].is_empty().unwrap());
         let mut w: Vec<Walk> = q.iter().map(ticket).collect();
         assert!(!q[0].is_empty().unwrap());
-        assert!(
-            q[0].advance(&mut w[0], false).unwrap(),
-            "the first has no predecessor"
-        );
-        assert!(!q[1].advance(&mut w[1], false).unwrap());
-        assert!(!q[2].advance(&mut w[2], false).unwrap());
-        q[0].leave(w[0].ticket(), RELEASED).unwrap();
-        assert!(q[1].advance(&mut w[1], false).unwrap());
-        assert!(
-            !q[2].advance(&mut w[2], false).unwrap(),
-            "the second still holds"
-        );
-        q[1].leave(w[1].ticket(), RELEASED).unwrap();
-        assert!(q[2].advance(&mut w[2], false).unwrap());
-        q[2].leave(w[2].ticket(), RELEASED).unwrap();
+        assert!(first(&q[0], &mut w[0]), "the first has no predecessor");
+        assert!(!first(&q[1], &mut w[1]));
+        assert!(!first(&q[2], &mut w[2]));
+        release(&q[0], &w[0]);
+        assert!(first(&q[1], &mut w[1]));
+        assert!(!first(&q[2], &mut w[2]), "the second still holds");
+        release(&q[1], &w[1]);
+        assert!(first(&q[2], &mut w[2]));
+        release(&q[2], &w[2]);
         assert!(q[0].is_empty().unwrap());
     }
 
     #[test]
-    fn a_task_does_not_wait_for_the_ticket_lock() {
+    fn a_slot_shows_its_owner_waiting_then_holding_then_gone() {
         let d = tempfile::tempdir().unwrap();
-        let q = queues(d.path(), 2);
-        q[0].lock(0, 8, true).unwrap();
-        assert!(matches!(q[1].try_enqueue().unwrap(), Enqueue::Busy));
-        q[0].unlock(0, 8).unwrap();
-        assert!(matches!(q[1].try_enqueue().unwrap(), Enqueue::Queued(_)));
+        let q = queues(d.path(), 3);
+        let mut w: Vec<Walk> = q.iter().take(2).map(ticket).collect();
+        let at = slot_at(w[0].ticket());
+        assert_eq!(q[2].slot_state(at).unwrap(), SlotState::Waiting);
+        assert_eq!(q[0].advance(&mut w[0], true).unwrap(), Turn::First);
+        assert_eq!(
+            q[2].slot_state(at).unwrap(),
+            SlotState::Waiting,
+            "first, but not yet holding the lock file"
+        );
+        q[0].hold(&mut w[0]).unwrap();
+        assert_eq!(q[2].slot_state(at).unwrap(), SlotState::First);
+        // The successor, blocking, is told it is next: only the lock file is in its way.
+        assert_eq!(q[1].advance(&mut w[1], true).unwrap(), Turn::Next);
+        release(&q[0], &w[0]);
+        assert_eq!(q[2].slot_state(at).unwrap(), SlotState::Left);
     }
 
     #[test]
@@ -504,48 +710,68 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut q = queues(d.path(), 4);
         let mut w: Vec<Walk> = q.iter().map(ticket).collect();
-        assert!(q[0].advance(&mut w[0], false).unwrap());
+        assert!(first(&q[0], &mut w[0]));
         // The second gives up, the third dies (its descriptor closed, as at its death).
-        q[1].leave(w[1].ticket(), ABANDONED).unwrap();
+        give_up(&q[1], &w[1]);
         drop(q.remove(2));
         w.remove(2);
         // The last now waits for the first, which still holds.
-        assert!(!q[2].advance(&mut w[2], false).unwrap());
-        q[0].leave(w[0].ticket(), RELEASED).unwrap();
-        assert!(q[2].advance(&mut w[2], false).unwrap());
+        assert!(!first(&q[2], &mut w[2]));
+        release(&q[0], &w[0]);
+        assert!(first(&q[2], &mut w[2]));
+    }
+
+    #[test]
+    fn a_first_that_gives_up_before_it_holds_lets_its_successor_on() {
+        // First, but the lock file is held outside the queue until its timeout: it gives up.
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 3);
+        let mut before = ticket(&q[0]);
+        assert!(first(&q[0], &mut before));
+        release(&q[0], &before);
+        let mut w: Vec<Walk> = q.iter().skip(1).map(ticket).collect();
+        assert_eq!(q[1].advance(&mut w[0], false).unwrap(), Turn::First);
+        assert!(!first(&q[2], &mut w[1]));
+        give_up(&q[1], &w[0]);
+        assert!(first(&q[2], &mut w[1]));
     }
 
     #[test]
     fn a_holder_that_dies_hands_on_to_its_successor() {
         let d = tempfile::tempdir().unwrap();
-        let mut q = queues(d.path(), 2);
-        let mut w: Vec<Walk> = q.iter().map(ticket).collect();
-        assert!(q[0].advance(&mut w[0], false).unwrap());
+        let mut q = queues(d.path(), 3);
+        // An earlier round, so that the holder's ticket is not 0.
+        let mut before = ticket(&q[2]);
+        assert!(first(&q[2], &mut before));
+        release(&q[2], &before);
+        let mut w: Vec<Walk> = q.iter().take(2).map(ticket).collect();
+        assert!(first(&q[0], &mut w[0]));
+        assert!(!first(&q[1], &mut w[1]));
         drop(q.remove(0));
-        assert!(q[0].advance(&mut w[1], false).unwrap());
+        assert!(first(&q[0], &mut w[1]));
     }
 
     #[test]
-    fn a_stamp_of_an_older_round_does_not_let_a_waiter_pass() {
-        // A whole round of tickets, each released: every slot holds an old RELEASED stamp.
+    fn a_waiter_dying_in_a_slot_of_an_older_round_does_not_let_its_successor_pass() {
+        // A whole round of tickets, each first and released.
         let d = tempfile::tempdir().unwrap();
         let mut q = queues(d.path(), 3);
         for _ in 0..SLOTS - 1 {
             let mut w = ticket(&q[0]);
-            assert!(q[0].advance(&mut w, false).unwrap());
-            q[0].leave(w.ticket(), RELEASED).unwrap();
+            assert!(first(&q[0], &mut w));
+            release(&q[0], &w);
         }
-        // Then a holder, a waiter that dies (in a slot stamped by the previous round), and a
-        // waiter behind it: that one must wait for the holder, not pass on the old stamp.
+        // Then a holder, a waiter that dies (in a slot whose last ticket had been first), and
+        // a waiter behind it: that one must wait for the holder, not pass.
         let mut holder = ticket(&q[0]);
-        assert!(q[0].advance(&mut holder, false).unwrap());
+        assert!(first(&q[0], &mut holder));
         let _dies = ticket(&q[1]);
         let mut last = ticket(&q[2]);
         assert_eq!(last.ticket(), SLOTS + 1);
         drop(q.remove(1));
-        assert!(!q[1].advance(&mut last, false).unwrap());
-        q[0].leave(holder.ticket(), RELEASED).unwrap();
-        assert!(q[1].advance(&mut last, false).unwrap());
+        assert!(!first(&q[1], &mut last));
+        release(&q[0], &holder);
+        assert!(first(&q[1], &mut last));
     }
 
     #[test]
@@ -555,17 +781,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let q = queues(d.path(), 3);
         let mut holder = ticket(&q[0]);
-        assert!(q[0].advance(&mut holder, false).unwrap());
+        assert!(first(&q[0], &mut holder));
         for _ in 0..SLOTS - 1 {
             let given_up = ticket(&q[1]);
-            q[1].leave(given_up.ticket(), ABANDONED).unwrap();
+            give_up(&q[1], &given_up);
         }
         assert!(matches!(q[2].enqueue().unwrap(), Enqueue::Full));
         // The holder leaves: nobody queues any more, and the tickets start over.
-        q[0].leave(holder.ticket(), RELEASED).unwrap();
+        release(&q[0], &holder);
         let mut next = ticket(&q[2]);
         assert_eq!(next.ticket(), 0);
-        assert!(q[2].advance(&mut next, false).unwrap());
+        assert!(first(&q[2], &mut next));
     }
 
     #[test]
@@ -576,22 +802,97 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let q = queues(d.path(), 4);
         let mut holder = ticket(&q[0]);
-        assert!(q[0].advance(&mut holder, false).unwrap());
+        assert!(first(&q[0], &mut holder));
         let mut w = ticket(&q[1]);
         for _ in 0..SLOTS - 2 {
             let given_up = ticket(&q[2]);
-            q[2].leave(given_up.ticket(), ABANDONED).unwrap();
+            give_up(&q[2], &given_up);
         }
-        q[0].leave(holder.ticket(), RELEASED).unwrap();
+        release(&q[0], &holder);
         // The newcomer cannot take a ticket yet: W, still waiting, may need that slot.
         assert!(matches!(q[3].enqueue().unwrap(), Enqueue::Full));
-        assert!(q[1].advance(&mut w, false).unwrap(), "W is first");
-        // W first: the floor has moved, the newcomer queues behind W.
+        assert!(first(&q[1], &mut w), "W is first");
+        // W holds; once it has let go, the floor has moved, and the newcomer's ticket reuses
+        // the first slot.
+        assert!(matches!(q[3].enqueue().unwrap(), Enqueue::Full));
+        release(&q[1], &w);
         let mut e = ticket(&q[3]);
         assert_eq!(e.ticket(), SLOTS);
-        assert!(!q[3].advance(&mut e, false).unwrap());
-        q[1].leave(w.ticket(), RELEASED).unwrap();
-        assert!(q[3].advance(&mut e, false).unwrap());
+        assert!(first(&q[3], &mut e));
+    }
+
+    #[test]
+    fn a_floor_raised_out_of_order_is_a_lower_bound_that_holds_nobody_up() {
+        // Two holders let go in the reverse order of their tickets (the first is slow to
+        // raise the floor after its successor took the lock file): the floor ends lower
+        // than the latest release, which must only make a walker look further back.
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 4);
+        let mut w: Vec<Walk> = q.iter().take(3).map(ticket).collect();
+        assert!(first(&q[0], &mut w[0]));
+        assert_eq!(q[1].advance(&mut w[1], true).unwrap(), Turn::Next);
+        q[1].hold(&mut w[1]).unwrap();
+        release(&q[1], &w[1]);
+        release(&q[0], &w[0]);
+        assert_eq!(q[3].floor().unwrap(), w[0].ticket());
+        assert!(first(&q[2], &mut w[2]));
+    }
+
+    #[test]
+    fn a_removal_mark_left_by_a_remover_that_failed_is_cleared() {
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 1);
+        q[0].file
+            .write_all_at(&REMOVING.to_le_bytes(), REMOVING_AT)
+            .unwrap();
+        // Still linked: the mark is stale, the ticket is taken, the mark cleared.
+        let mut w = ticket(&q[0]);
+        assert!(first(&q[0], &mut w));
+        let mut mark = [0u8; 8];
+        q[0].file.read_exact_at(&mut mark, REMOVING_AT).unwrap();
+        assert_eq!(u64::from_le_bytes(mark), 0);
+    }
+
+    #[test]
+    fn a_process_waiting_for_the_ticket_lock_shows_in_the_queue() {
+        // Between the ticket lock's release and its waiter's wake-up, the queue may show
+        // nobody else: the waiter's mark must show it, or a newcomer takes the lock file
+        // unqueued ahead of it.
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 3);
+        let wanting = |q: &Queue| !q.probe(WANTING_AT, WANTING).unwrap();
+        q[0].lock(0, TICKET_LOCK, true).unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| ticket(&q[1]));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !wanting(&q[2]) {
+                assert!(
+                    !waiter.is_finished(),
+                    "took a ticket while the lock was held"
+                );
+                assert!(Instant::now() < deadline, "the waiter never showed");
+                std::thread::yield_now();
+            }
+            q[0].unlock(0, TICKET_LOCK).unwrap();
+            let w = waiter.join().unwrap();
+            assert!(!wanting(&q[2]), "the mark outlived the wait");
+            assert!(!q[2].is_empty().unwrap(), "the ticket's slot shows it");
+            give_up(&q[1], &w);
+        });
+    }
+
+    #[test]
+    fn waits_are_watched_while_they_are_short_and_slept_through_once_long() {
+        let spin = Spin::default();
+        assert_eq!(spin.budget(), SPIN);
+        for _ in 0..32 {
+            spin.record(Duration::from_millis(5));
+        }
+        assert_eq!(spin.budget(), Duration::ZERO);
+        for _ in 0..32 {
+            spin.record(Duration::from_micros(10));
+        }
+        assert_eq!(spin.budget(), SPIN);
     }
 
     #[test]
@@ -603,7 +904,7 @@ mod tests {
         let file = OsStr::new("x");
         assert!(!remove_queue_if_idle(&lock_dir, file).unwrap());
         assert!(d.path().join(QUEUE_DIR).join("x").exists());
-        q[0].leave(w.ticket(), RELEASED).unwrap();
+        release(&q[0], &w);
         assert!(remove_queue_if_idle(&lock_dir, file).unwrap());
         assert!(!d.path().join(QUEUE_DIR).join("x").exists());
         // A descriptor of the removed file sees it, and enqueues nowhere.
