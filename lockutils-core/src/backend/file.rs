@@ -488,10 +488,10 @@ mod fifo {
             // Every so often, the processor goes to whoever else wants it (the holder,
             // perhaps); in between, a pause shorter than a system call.
             looks += 1;
-            if looks.is_multiple_of(16) {
+            if looks.is_multiple_of(64) {
                 std::thread::yield_now();
             } else {
-                let until = Instant::now() + Duration::from_nanos(200);
+                let until = Instant::now() + Duration::from_nanos(0);
                 while Instant::now() < until {
                     std::hint::spin_loop();
                 }
