@@ -155,9 +155,14 @@ fn close_idle_descriptors() -> usize {
             if state.slot.kept.take().is_some() {
                 closed += 1;
             }
-            // The queue file of a fair lock too (reopened on its next use).
+            // The queue file of a fair lock too (reopened on its next use), unless a place
+            // in it is held, or an acquire in progress uses it.
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            if state.queue.take().is_some() {
+            if state
+                .queue
+                .take_if(|q| std::sync::Arc::strong_count(q) == 1)
+                .is_some()
+            {
                 closed += 1;
             }
         }
@@ -183,13 +188,17 @@ struct FileState {
     /// The queue of fair locks across processes (the companion file), once used.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     queue: Option<std::sync::Arc<crate::file::fifo::Queue>>,
-    /// The ticket in that queue while the lock is held through it.
+    /// The place in the queue while the lock is held through it: it keeps its queue file
+    /// open (whatever becomes of `queue`) until it leaves.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    ticket: Option<u64>,
+    place: Option<fifo::Place>,
     /// Whether the last fair acquire found others queued: the next one then queues at
     /// once, without first looking for an empty queue (which it would not find).
     #[cfg(any(target_os = "linux", target_os = "android"))]
     contended: bool,
+    /// Acquires queued at once since the queue file's name was last checked.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    unchecked: u32,
 }
 
 impl FileState {
@@ -258,24 +267,38 @@ mod fifo {
     use crate::file::fifo::{Enqueue, Queue, Spin, Turn, Walk};
     use crate::queue::{Mode, Wait};
 
-    /// A place in the queue, given up (marked abandoned, unlocked) when dropped: on an
-    /// error, a timeout, or a cancelled task. Kept by [`Place::keep`] once the lock is held.
-    struct Place {
+    /// How often the next in line tries the lock file while its predecessor holds it: a
+    /// pause shorter than a system call.
+    const NEXT_PAUSE: Duration = Duration::from_nanos(200);
+    /// Every how many tries the next in line yields its processor all the same (to the
+    /// holder, perhaps).
+    const NEXT_YIELD: u32 = 16;
+    /// Every how many acquires that queue at once the queue file's name is checked: one
+    /// removed other than by lockutils (which marks it) would keep its users apart from
+    /// newcomers, who queue in a new file.
+    const CHECK_NAME_EVERY: u32 = 64;
+
+    /// A place in the queue. Given up (unlocked, the floor left alone) when dropped: on an
+    /// error, a timeout, or a cancelled task; left after holding by [`Place::leave`].
+    pub(super) struct Place {
         queue: Arc<Queue>,
         ticket: u64,
+        left: bool,
     }
 
     impl Place {
-        /// Keeps the place (the lock is held): its ticket, for the release.
-        fn keep(self) -> u64 {
-            let ticket = self.ticket;
-            std::mem::forget(self);
-            ticket
+        /// Leaves the queue after holding the lock (see [`Queue::leave`]).
+        fn leave(mut self) -> std::io::Result<()> {
+            self.left = true;
+            self.queue.leave(self.ticket, true)
         }
     }
 
     impl Drop for Place {
         fn drop(&mut self) {
+            if self.left {
+                return;
+            }
             if let Err(e) = self.queue.leave(self.ticket, false) {
                 tracing::warn!(
                     target: crate::error::LOG_TARGET,
@@ -376,7 +399,16 @@ mod fifo {
         let name = target.name;
         let deadline = wait.deadline();
         let queue = if state.contended && wait != Wait::Never {
-            queue_of(state, name)?
+            let mut queue = queue_of(state, name)?;
+            state.unchecked += 1;
+            if state.unchecked >= CHECK_NAME_EVERY {
+                state.unchecked = 0;
+                if !queue.is_linked().unwrap_or(false) {
+                    state.queue = None;
+                    queue = queue_of(state, name)?;
+                }
+            }
+            queue
         } else {
             let Some(queue) = try_unqueued(state, name, target.delay)? else {
                 return Ok(());
@@ -411,6 +443,7 @@ mod fifo {
         let place = Place {
             queue: queue.clone(),
             ticket: walk.ticket(),
+            left: false,
         };
         let waiting = |e| Error::io(name, queue.path().to_owned(), "wait in the queue", e);
         let turn = match (wait, deadline) {
@@ -446,7 +479,7 @@ mod fifo {
             let _ = state.slot.release(name);
             return Err(waiting(e));
         }
-        state.ticket = Some(place.keep());
+        state.place = Some(place);
         Ok(())
     }
 
@@ -485,13 +518,11 @@ mod fifo {
                     return result;
                 }
             }
-            // Every so often, the processor goes to whoever else wants it (the holder,
-            // perhaps); in between, a pause shorter than a system call.
             looks += 1;
-            if looks.is_multiple_of(64) {
+            if looks.is_multiple_of(NEXT_YIELD) {
                 std::thread::yield_now();
             } else {
-                let until = Instant::now() + Duration::from_nanos(0);
+                let until = Instant::now() + NEXT_PAUSE;
                 while Instant::now() < until {
                     std::hint::spin_loop();
                 }
@@ -537,6 +568,7 @@ mod fifo {
         let place = Place {
             queue: queue.clone(),
             ticket: walk.ticket(),
+            left: false,
         };
         let waiting = |e| Error::io(name, queue.path().to_owned(), "wait in the queue", e);
         while queue.advance(&mut walk, false).map_err(waiting)? != Turn::First {
@@ -569,17 +601,106 @@ mod fifo {
             let _ = state.slot.release(name);
             return Err(waiting(e));
         }
-        state.ticket = Some(place.keep());
+        state.place = Some(place);
         Ok(())
     }
 
     /// Leaves the queue after the lock file was released, if the lock came through it.
     pub(super) fn leave(state: &mut FileState, name: &str) -> Result<(), Error> {
-        match (state.ticket.take(), &state.queue) {
-            (Some(ticket), Some(queue)) => queue
-                .leave(ticket, true)
-                .map_err(|e| Error::io(name, queue.path().to_owned(), "leave the queue", e)),
-            _ => Ok(()),
+        match state.place.take() {
+            Some(place) => {
+                let path = place.queue.path().to_owned();
+                place
+                    .leave()
+                    .map_err(|e| Error::io(name, path, "leave the queue", e))
+            }
+            None => Ok(()),
         }
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use std::future::Future;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake};
+    use std::thread::{self, Thread};
+
+    use crate::lock;
+
+    /// Runs `future` to completion on this thread.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        struct Unpark(Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Arc::new(Unpark(thread::current())).into();
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+                return value;
+            }
+            thread::park();
+        }
+    }
+
+    /// Whether the kernel shows a request blocked on the file `path` (`/proc/locks`).
+    fn someone_waits_for(path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(path).unwrap().ino();
+        let needle = format!(":{ino} ");
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&needle))
+    }
+
+    #[test]
+    fn idle_descriptors_closed_while_a_task_queues_do_not_strand_its_place() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let name = "idle-closer-task";
+        let unfair = lock(name).external(true).lock_path(dir).acquire().unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        thread::scope(|s| {
+            let task = s.spawn(move || {
+                let guard = block_on(
+                    lock(name)
+                        .fair(true)
+                        .external(true)
+                        .lock_path(dir)
+                        .acquire_async(),
+                )
+                .unwrap();
+                released.recv().unwrap();
+                drop(guard);
+            });
+            // In the queue, first, its helper thread waiting for the file in the kernel.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !someone_waits_for(&dir.join(name)) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the task never waited"
+                );
+                thread::yield_now();
+            }
+            // What a process out of descriptors does to every idle name's descriptors.
+            super::close_idle_descriptors();
+            drop(unfair);
+            release.send(()).unwrap();
+            task.join().unwrap();
+        });
+        // The task let go: nobody holds the lock and nobody queues, so a try gets it.
+        let again = lock(name)
+            .fair(true)
+            .external(true)
+            .lock_path(dir)
+            .blocking(false)
+            .acquire();
+        assert!(again.is_ok(), "the task's place was left locked: {again:?}");
     }
 }

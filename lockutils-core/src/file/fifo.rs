@@ -8,16 +8,17 @@
 //! lock file (`0666 & ~umask`); both are opened through their directory's descriptor,
 //! without following links, and never inherited by child processes.
 //!
-//! Bytes `[0, 8)` hold the next ticket and `[8, 16)` the *floor* (little-endian); a write
-//! lock on both is the *ticket lock*, held for a few system calls. Bytes `[16, 24)` mark a
-//! file being removed; processes waiting for the ticket lock read-lock `[24, 32)`, so that
-//! they show as queued. From [`HEADER`] on, [`SLOTS`] slots of [`SLOT`] bytes: ticket `t`
+//! Bytes `[0, 8)` hold the next ticket (little-endian); a write lock on `[0, 16)` is the
+//! *ticket lock*, held for a few system calls. Bytes `[16, 24)` mark a file being removed;
+//! processes waiting for the ticket lock read-lock `[24, 32)`, so that they show as queued.
+//! Bytes `[32, 48)` hold the *floor* and its complement (a reading torn by a concurrent
+//! write shows as such, and counts as 0). From [`HEADER`] on, [`SLOTS`] slots of [`SLOT`] bytes: ticket `t`
 //! write-locks slot `t % SLOTS` while it is in the queue. The slots hold no data: all they
 //! say, they say with locks, which the kernel drops when their owner dies.
 //!
-//! The floor is the ticket of the latest one to let the lock file go (a lower bound: two
+//! The floor is the ticket of the latest one to let the lock file go (as a lower bound: two
 //! holders leaving close together may write it out of order). Every ticket below it has
-//! left. A walker never looks below it, and a slot is reused only for a ticket whose
+//! left, or has held the lock file and let it go. A walker never looks below it, and a slot is reused only for a ticket whose
 //! predecessor in the slot is below it (else the enqueue waits: [`Enqueue::Full`]). A queue
 //! nobody is in starts its tickets over.
 //!
@@ -49,11 +50,11 @@
 //! nothing stalls, nothing is left to clean up.
 //!
 //! # Invariant
-//! A ticket takes the lock file only when every earlier ticket has left the queue, but for
-//! the one just before, which has let the lock file go. (By induction: the walk passes
-//! only slots that were let go, by tickets that left, and stops at a ticket that held the
-//! lock file, a floor that was raised, or ticket 0. A ticket at or below the floor held the
-//! lock, or was below one that did: every ticket before it had left.) The lock file itself
+//! A ticket takes the lock file only when every earlier ticket has left the queue, or has
+//! held the lock file and let it go (a holder leaves just after). (By induction: the walk
+//! passes only slots that were let go, by tickets that left, and stops at a ticket that
+//! holds or held the lock file, a floor that was raised, or ticket 0. A ticket at or below
+//! the floor held the lock, or was below one that did.) The lock file itself
 //! is what excludes, as in oslo: processes that do not queue (oslo, non-fair lockutils
 //! users) still exclude, and may come between two queued holders; and a queue that went
 //! wrong could only serve out of order, never let two holders in.
@@ -86,6 +87,8 @@ const TICKET_LOCK: u64 = 16;
 const REMOVING_AT: u64 = 16;
 /// The mark of a file being removed.
 const REMOVING: u64 = u64::from_le_bytes(*b"removing");
+/// Where the floor is, followed by its complement (a check against torn readings).
+const FLOOR_AT: u64 = 32;
 /// Where the processes waiting for the ticket lock read-lock a range, to be seen waiting.
 const WANTING_AT: u64 = 24;
 /// The length of that range.
@@ -256,9 +259,9 @@ impl Queue {
         Ok(self.file.metadata()?.nlink() > 0)
     }
 
-    /// Whether nobody (in any process) queues right now: no slot is locked, and nobody is
-    /// taking a ticket (the ticket lock is free; a process waiting for it shows through
-    /// the one holding it, and that one's slot is locked before the ticket lock is freed).
+    /// Whether nobody (in any process) queues right now: no slot is locked, nobody holds
+    /// the ticket lock, and nobody waits for it (a blocking waiter marks the wanting range
+    /// until its slot shows it).
     pub(crate) fn is_empty(&self) -> io::Result<bool> {
         self.probe(0, HEADER + SLOTS * SLOT)
     }
@@ -271,15 +274,14 @@ impl Queue {
         }
         // Seen waiting (by `is_empty`) while it waits for the ticket lock: a lock taken
         // meanwhile with nobody in the queue would pass a process that asked before it.
-        self.fcntl(libc::F_OFD_SETLK, libc::F_RDLCK, WANTING_AT, WANTING)?;
+        // (Waits only while a remover holds the whole file, for a few system calls.)
+        self.fcntl(libc::F_OFD_SETLKW, libc::F_RDLCK, WANTING_AT, WANTING)?;
         let enqueued = self
             .lock(0, TICKET_LOCK, true)
             .and_then(|()| self.enqueue_locked());
         // Its slot (if it took a ticket) shows it from now on.
         let unlocked = self.unlock(WANTING_AT, WANTING);
-        let enqueued = enqueued?;
-        unlocked?;
-        Ok(enqueued)
+        self.settle(enqueued, unlocked)
     }
 
     /// [`enqueue`](Self::enqueue) that does not wait for the ticket lock
@@ -293,11 +295,26 @@ impl Queue {
 
     /// The enqueue proper, holding the ticket lock, which it releases.
     fn enqueue_locked(&self) -> io::Result<Enqueue> {
-        let result = self.take_ticket();
+        let enqueued = self.take_ticket();
         let unlocked = self.unlock(0, TICKET_LOCK);
-        let enqueued = result?;
-        unlocked?;
-        Ok(enqueued)
+        self.settle(enqueued, unlocked)
+    }
+
+    /// An enqueue's outcome once it let go of a lock it took for it: if that failed, the
+    /// place taken (if any) is given up, not left locked with nobody to walk it.
+    fn settle(
+        &self,
+        enqueued: io::Result<Enqueue>,
+        unlocked: io::Result<()>,
+    ) -> io::Result<Enqueue> {
+        match (enqueued, unlocked) {
+            (Ok(Enqueue::Queued(walk)), Err(e)) => {
+                let _ = self.leave(walk.ticket, false);
+                Err(e)
+            }
+            (Ok(_), Err(e)) | (Err(e), _) => Err(e),
+            (Ok(enqueued), Ok(())) => Ok(enqueued),
+        }
     }
 
     fn take_ticket(&self) -> io::Result<Enqueue> {
@@ -314,19 +331,19 @@ impl Queue {
             self.file.write_all_at(&0u64.to_le_bytes(), REMOVING_AT)?;
         }
         let mut ticket = word(0).unwrap_or(0);
-        let floor = word(8).unwrap_or(0);
+        let floor = self.floor()?;
         // The slot of `ticket` last served `ticket - SLOTS`: reusable only once that ticket
-        // is below the floor, which only a ticket that became first raises (so no walker
+        // is below the floor, which only a ticket that held the lock raises (so no walker
         // can still be waiting on that slot). Otherwise the ring is full of tickets that may
         // still be needed, live or given up.
         if ticket.checked_sub(SLOTS).is_some_and(|old| old >= floor) {
             if !self.probe(HEADER, SLOTS * SLOT)? {
-                // Somebody still queues: one of them becomes first and raises the floor.
+                // Somebody still queues: one of them holds, leaves and raises the floor.
                 return Ok(Enqueue::Full);
             }
             // Nobody queues (every live waiter holds its slot), so nobody walks either:
             // start the tickets over.
-            self.file.write_all_at(&0u64.to_le_bytes(), 8)?;
+            self.write_floor(0)?;
             ticket = 0;
         }
         let at = slot_at(ticket);
@@ -351,8 +368,9 @@ impl Queue {
     /// [`Turn::Next`]); without, goes as far as it can now ([`Turn::NotYet`] or
     /// [`Turn::First`]).
     pub(crate) fn advance(&self, walk: &mut Walk, block: bool) -> io::Result<Turn> {
-        // The floor as last read: it only rises, so an old reading is a safe one (it may
-        // make a walker look at a slot it could skip, never skip one it must wait for).
+        // The floor as last read. Any value it had while this ticket waits is a safe one
+        // (every ticket below it has left, or has held the lock and let it go): it may make
+        // a walker look at a slot it could skip, never skip one it must wait for.
         let mut floor = None;
         while let Some(earlier) = walk.waiting_for {
             let below_floor = earlier + 1 < walk.ticket
@@ -457,16 +475,31 @@ impl Queue {
         })
     }
 
-    /// The floor: the ticket of the latest first of the queue. Every ticket below it is
-    /// gone.
+    /// The floor: the ticket of the latest holder to leave (a lower bound: see the module
+    /// docs). `0`, the safe value, for a fresh file, and for a reading that a concurrent
+    /// write tore twice in a row (the word and its complement then disagree).
     fn floor(&self) -> io::Result<u64> {
-        let mut floor = [0u8; 8];
-        let read = self.file.read_at(&mut floor, 8)?;
-        Ok(if read == 8 {
-            u64::from_le_bytes(floor)
-        } else {
-            0
-        })
+        for _ in 0..2 {
+            let mut record = [0u8; 16];
+            if self.file.read_at(&mut record, FLOOR_AT)? < 16 {
+                return Ok(0);
+            }
+            let floor = u64::from_le_bytes(record[..8].try_into().expect("8 bytes"));
+            let check = u64::from_le_bytes(record[8..].try_into().expect("8 bytes"));
+            if check == !floor {
+                return Ok(floor);
+            }
+        }
+        Ok(0)
+    }
+
+    /// Writes the floor and its complement in one write: a reader that sees them disagree
+    /// knows its reading was torn by this write.
+    fn write_floor(&self, floor: u64) -> io::Result<()> {
+        let mut record = [0u8; 16];
+        record[..8].copy_from_slice(&floor.to_le_bytes());
+        record[8..].copy_from_slice(&(!floor).to_le_bytes());
+        self.file.write_all_at(&record, FLOOR_AT)
     }
 
     /// Waits until `walk` is first, or until `deadline` (trying with growing pauses of up
@@ -502,7 +535,7 @@ impl Queue {
         // The slot is unlocked even if the floor could not be raised: the successor then
         // walks back further (never less safe).
         let raised = match released {
-            true => self.file.write_all_at(&ticket.to_le_bytes(), 8),
+            true => self.write_floor(ticket),
             false => Ok(()),
         };
         let unlocked = self.unlock(slot_at(ticket), SLOT);
@@ -879,6 +912,49 @@ mod tests {
             assert!(!q[2].is_empty().unwrap(), "the ticket's slot shows it");
             give_up(&q[1], &w);
         });
+    }
+
+    #[test]
+    fn an_enqueue_waits_out_a_remover_rather_than_fail() {
+        // A remover holds the whole file for a few system calls; a blocking enqueue that
+        // finds the ticket lock taken waits, then takes its ticket (or sees the removal).
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 2);
+        q[0].lock(0, HEADER + SLOTS * SLOT, true).unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| q[1].enqueue());
+            let needle = {
+                use std::os::unix::fs::MetadataExt;
+                format!(":{} ", q[0].file.metadata().unwrap().ino())
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !std::fs::read_to_string("/proc/locks")
+                .unwrap()
+                .lines()
+                .any(|l| l.contains("->") && l.contains(&needle))
+            {
+                assert!(!waiter.is_finished(), "did not wait: {:?}", waiter.join());
+                assert!(Instant::now() < deadline, "never waited");
+                std::thread::yield_now();
+            }
+            q[0].unlock(0, HEADER + SLOTS * SLOT).unwrap();
+            let enqueued = waiter.join().unwrap();
+            assert!(matches!(enqueued, Ok(Enqueue::Queued(_))), "{enqueued:?}");
+        });
+    }
+
+    #[test]
+    fn a_torn_floor_reads_as_zero() {
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 1);
+        assert_eq!(q[0].floor().unwrap(), 0, "a fresh file");
+        q[0].write_floor(7).unwrap();
+        assert_eq!(q[0].floor().unwrap(), 7);
+        // The word of one write beside the complement of another.
+        q[0].file
+            .write_all_at(&9u64.to_le_bytes(), FLOOR_AT)
+            .unwrap();
+        assert_eq!(q[0].floor().unwrap(), 0);
     }
 
     #[test]
