@@ -33,6 +33,9 @@ use crate::error::Error;
 use crate::queue::{Mode, Wait};
 
 mod file;
+/// The idle closer of lock files, for the tests of the floors above.
+#[cfg(test)]
+pub(crate) use file::close_idle_descriptors;
 mod select;
 
 pub use file::FileBackend;
