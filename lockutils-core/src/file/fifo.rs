@@ -318,7 +318,8 @@ impl Queue {
     }
 
     fn take_ticket(&self) -> io::Result<Enqueue> {
-        let mut header = [0u8; 24];
+        // The whole header in one read: next ticket, removal mark and floor.
+        let mut header = [0u8; (FLOOR_AT + 16) as usize];
         let read = self.file.read_at(&mut header, 0)?;
         let word = |at: usize| {
             (read >= at + 8).then(|| u64::from_le_bytes(header[at..at + 8].try_into().expect("8")))
@@ -331,7 +332,15 @@ impl Queue {
             self.file.write_all_at(&0u64.to_le_bytes(), REMOVING_AT)?;
         }
         let mut ticket = word(0).unwrap_or(0);
-        let floor = self.floor()?;
+        let floor = match header.get(FLOOR_AT as usize..read) {
+            Some(record) if record.len() == 16 => floor_of(record),
+            // Short, or torn (then read again).
+            _ => None,
+        };
+        let floor = match floor {
+            Some(floor) => floor,
+            None => self.floor()?,
+        };
         // The slot of `ticket` last served `ticket - SLOTS`: reusable only once that ticket
         // is below the floor, which only a ticket that held the lock raises (so no walker
         // can still be waiting on that slot). Otherwise the ring is full of tickets that may
@@ -484,9 +493,7 @@ impl Queue {
             if self.file.read_at(&mut record, FLOOR_AT)? < 16 {
                 return Ok(0);
             }
-            let floor = u64::from_le_bytes(record[..8].try_into().expect("8 bytes"));
-            let check = u64::from_le_bytes(record[8..].try_into().expect("8 bytes"));
-            if check == !floor {
+            if let Some(floor) = floor_of(&record) {
                 return Ok(floor);
             }
         }
@@ -652,6 +659,14 @@ pub(crate) fn remove_queue_if_idle(lock_dir: &Dir, file: &OsStr) -> io::Result<b
         file_spin: Spin::default(),
     };
     queue.remove_if_idle(&sub, file)
+}
+
+/// The floor in a record of 16 bytes (the floor, then its complement); `None` if they
+/// disagree (a reading torn by a write).
+fn floor_of(record: &[u8]) -> Option<u64> {
+    let word = |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().expect("8 bytes"));
+    let floor = word(0);
+    (word(8) == !floor).then_some(floor)
 }
 
 /// The offset of the slot of `ticket`.
