@@ -371,12 +371,11 @@ mod fifo {
             state.queue = None;
         };
         let slot = &mut state.slot;
-        let path = slot.path.clone();
         match LockFile::acquire(
             &mut slot.kept,
             &mut None,
             name,
-            &path,
+            &slot.path,
             Mode::Exclusive,
             Wait::Never,
             delay,
@@ -448,25 +447,20 @@ mod fifo {
         let waiting = |e| Error::io(name, queue.path().to_owned(), "wait in the queue", e);
         let turn = match (wait, deadline) {
             (Wait::For(_), Some(deadline)) => {
-                match queue.advance_until(&mut walk, deadline, target.delay) {
-                    Ok(true) => Ok(Turn::First),
-                    Ok(false) => Ok(Turn::NotYet),
-                    Err(e) => Err(e),
-                }
+                queue.advance_until(&mut walk, deadline, target.delay)
             }
             _ => queue.advance(&mut walk, true),
         }
         .map_err(waiting)?;
         state.contended = walk.waited();
-        let path = state.slot.path.clone();
         let held = match turn {
             Turn::NotYet => return Err(Error::acquire_failed(name, wait.waited())),
-            Turn::Next => take_after_predecessor(&mut state.slot, name, &path, &queue.file_spin),
+            Turn::Next => take_after_predecessor(&mut state.slot, name, &queue.file_spin),
             Turn::First => LockFile::acquire(
                 &mut state.slot.kept,
                 &mut None,
                 name,
-                &path,
+                &state.slot.path,
                 Mode::Exclusive,
                 wait.remaining(deadline),
                 target.delay,
@@ -489,7 +483,6 @@ mod fifo {
     fn take_after_predecessor(
         slot: &mut FileSlot,
         name: &str,
-        path: &std::path::Path,
         spin: &Spin,
     ) -> Result<HeldFile, Error> {
         let started = Instant::now();
@@ -501,21 +494,33 @@ mod fifo {
             } else {
                 Wait::Forever
             };
-            match LockFile::acquire(
-                &mut slot.kept,
-                &mut None,
-                name,
-                path,
-                Mode::Exclusive,
-                wait,
-                Duration::ZERO,
-            ) {
-                Err(e) if e.is_acquire_failed() && wait == Wait::Never => {}
-                result => {
-                    if looks > 0 {
-                        spin.record(started.elapsed());
+            // A look is one try on the kept descriptor, which builds no error while the
+            // predecessor holds; the acquire proper (its checks, a reopen) follows a
+            // success, or comes at once without one.
+            let may_be_free = wait == Wait::Forever
+                || match &slot.kept {
+                    Some(file) if file.is_own() && file.path() == slot.path => {
+                        file.try_lock(Mode::Exclusive).unwrap_or(true)
                     }
-                    return result;
+                    _ => true,
+                };
+            if may_be_free {
+                match LockFile::acquire(
+                    &mut slot.kept,
+                    &mut None,
+                    name,
+                    &slot.path,
+                    Mode::Exclusive,
+                    wait,
+                    Duration::ZERO,
+                ) {
+                    Err(e) if e.is_acquire_failed() && wait == Wait::Never => {}
+                    result => {
+                        if looks > 0 {
+                            spin.record(started.elapsed());
+                        }
+                        return result;
+                    }
                 }
             }
             looks += 1;

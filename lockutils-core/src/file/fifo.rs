@@ -234,13 +234,18 @@ impl Queue {
                 reason,
             });
         }
-        Ok(Queue {
+        Ok(Queue::of(file, path))
+    }
+
+    /// The queue in the open companion file `file`, at `path`.
+    fn of(file: File, path: PathBuf) -> Queue {
+        Queue {
             file,
             path,
             generation: fork_generation(),
             queue_spin: Spin::default(),
             file_spin: Spin::default(),
-        })
+        }
     }
 
     /// The companion file's path.
@@ -510,22 +515,20 @@ impl Queue {
     }
 
     /// Waits until `walk` is first, or until `deadline` (trying with growing pauses of up
-    /// to `max_pause`: the kernel has no timed wait for a record lock). `false` at the
-    /// deadline.
+    /// to `max_pause`: the kernel has no timed wait for a record lock): [`Turn::First`], or
+    /// [`Turn::NotYet`] at the deadline.
     pub(crate) fn advance_until(
         &self,
         walk: &mut Walk,
         deadline: Instant,
         max_pause: Duration,
-    ) -> io::Result<bool> {
+    ) -> io::Result<Turn> {
         let mut pause = Duration::from_micros(50);
         loop {
-            if self.advance(walk, false)? == Turn::First {
-                return Ok(true);
-            }
+            let turn = self.advance(walk, false)?;
             let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
+            if turn == Turn::First || now >= deadline {
+                return Ok(turn);
             }
             std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(max_pause.max(pause));
@@ -651,13 +654,7 @@ pub(crate) fn remove_queue_if_idle(lock_dir: &Dir, file: &OsStr) -> io::Result<b
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    let queue = Queue {
-        file: file_handle,
-        path: sub.path().join(file),
-        generation: fork_generation(),
-        queue_spin: Spin::default(),
-        file_spin: Spin::default(),
-    };
+    let queue = Queue::of(file_handle, sub.path().join(file));
     queue.remove_if_idle(&sub, file)
 }
 
