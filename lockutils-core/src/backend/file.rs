@@ -494,33 +494,21 @@ mod fifo {
             } else {
                 Wait::Forever
             };
-            // A look is one try on the kept descriptor, which builds no error while the
-            // predecessor holds; the acquire proper (its checks, a reopen) follows a
-            // success, or comes at once without one.
-            let may_be_free = wait == Wait::Forever
-                || match &slot.kept {
-                    Some(file) if file.is_own() && file.path() == slot.path => {
-                        file.try_lock(Mode::Exclusive).unwrap_or(true)
+            match LockFile::acquire(
+                &mut slot.kept,
+                &mut None,
+                name,
+                &slot.path,
+                Mode::Exclusive,
+                wait,
+                Duration::ZERO,
+            ) {
+                Err(e) if e.is_acquire_failed() && wait == Wait::Never => {}
+                result => {
+                    if looks > 0 {
+                        spin.record(started.elapsed());
                     }
-                    _ => true,
-                };
-            if may_be_free {
-                match LockFile::acquire(
-                    &mut slot.kept,
-                    &mut None,
-                    name,
-                    &slot.path,
-                    Mode::Exclusive,
-                    wait,
-                    Duration::ZERO,
-                ) {
-                    Err(e) if e.is_acquire_failed() && wait == Wait::Never => {}
-                    result => {
-                        if looks > 0 {
-                            spin.record(started.elapsed());
-                        }
-                        return result;
-                    }
+                    return result;
                 }
             }
             looks += 1;
