@@ -418,9 +418,9 @@ mod fifo {
             }
             queue
         };
-        // A wait without a timeout waits in the kernel for the ticket lock (held for a few
-        // system calls); a timed one tries it, so that its timeout holds even if a process
-        // stopped while holding it. Both pause while the ring is full.
+        // A wait without a timeout waits for the ticket lock (held for a few system calls);
+        // a timed one tries it, so that its timeout holds even if a process stopped while
+        // holding it. Both pause while the ring is full.
         let mut pause = Duration::from_micros(50);
         let mut queue = queue;
         let (queue, mut walk) = loop {

@@ -83,6 +83,10 @@ pub(crate) const SLOTS: u64 = 4096;
 /// The ticket lock covers the header's next ticket and floor.
 const TICKET_LOCK: u64 = 16;
 
+/// How many times a blocking enqueue tries the ticket lock again, yielding in between,
+/// before it sleeps in the kernel until the ticket lock is let go.
+const TICKET_TRIES: u32 = 16;
+
 /// Where a remover marks the file it is about to unlink, holding every lock.
 const REMOVING_AT: u64 = 16;
 /// The mark of a file being removed.
@@ -271,8 +275,8 @@ impl Queue {
         self.probe(0, HEADER + SLOTS * SLOT)
     }
 
-    /// Takes a ticket and its slot, waiting in the kernel for the ticket lock if another
-    /// process holds it (for a few system calls).
+    /// Takes a ticket and its slot, waiting for the ticket lock if another process holds it
+    /// (for a few system calls; see [`Queue::lock_ticket`]).
     pub(crate) fn enqueue(&self) -> io::Result<Enqueue> {
         if self.try_lock_range(0, TICKET_LOCK)? {
             return self.enqueue_locked();
@@ -281,12 +285,24 @@ impl Queue {
         // meanwhile with nobody in the queue would pass a process that asked before it.
         // (Waits only while a remover holds the whole file, for a few system calls.)
         self.fcntl(libc::F_OFD_SETLKW, libc::F_RDLCK, WANTING_AT, WANTING)?;
-        let enqueued = self
-            .lock(0, TICKET_LOCK, true)
-            .and_then(|()| self.enqueue_locked());
+        let enqueued = self.lock_ticket().and_then(|()| self.enqueue_locked());
         // Its slot (if it took a ticket) shows it from now on.
         let unlocked = self.unlock(WANTING_AT, WANTING);
         self.settle(enqueued, unlocked)
+    }
+
+    /// The ticket lock, which another process holds: tried again up to [`TICKET_TRIES`]
+    /// times, the processor yielded before each try (to the holder, perhaps), then waited
+    /// for in the kernel. It is held for a few system calls: a sleep in the kernel, and the
+    /// wake-up after it, would take longer.
+    fn lock_ticket(&self) -> io::Result<()> {
+        for _ in 0..TICKET_TRIES {
+            std::thread::yield_now();
+            if self.try_lock_range(0, TICKET_LOCK)? {
+                return Ok(());
+            }
+        }
+        self.lock(0, TICKET_LOCK, true)
     }
 
     /// [`enqueue`](Self::enqueue) that does not wait for the ticket lock
