@@ -324,21 +324,15 @@ mod fifo {
     }
 
     /// Takes a ticket in `queue`, reopening the queue file if it was removed meanwhile.
-    /// `Ok(None)` while the ring is full (try again later) or, without `block`, while
-    /// another process holds the ticket lock.
+    /// `Ok(None)` while the ring is full or other processes keep taking the tickets it
+    /// tries for (try again later).
     fn enqueue(
         state: &mut FileState,
         name: &str,
         mut queue: Arc<Queue>,
-        block: bool,
     ) -> Result<Option<(Arc<Queue>, Walk)>, Error> {
         loop {
-            let enqueued = if block {
-                queue.enqueue()
-            } else {
-                queue.try_enqueue()
-            };
-            match enqueued {
+            match queue.enqueue() {
                 Ok(Enqueue::Queued(walk)) => return Ok(Some((queue, walk))),
                 Ok(Enqueue::Busy | Enqueue::Full) => return Ok(None),
                 Ok(Enqueue::Removed) => {
@@ -418,13 +412,13 @@ mod fifo {
             }
             queue
         };
-        // A wait without a timeout waits for the ticket lock (held for a few system calls);
-        // a timed one tries it, so that its timeout holds even if a process stopped while
-        // holding it. Both pause while the ring is full.
+        // Taking a ticket waits for nothing; it pauses (for growing intervals, up to the
+        // lock's delay) while the ring is full, or while other processes keep taking the
+        // tickets it tries for.
         let mut pause = Duration::from_micros(50);
         let mut queue = queue;
         let (queue, mut walk) = loop {
-            if let Some(queued) = enqueue(state, name, queue, wait == Wait::Forever)? {
+            if let Some(queued) = enqueue(state, name, queue)? {
                 break queued;
             }
             if wait.is_over(deadline) {
@@ -545,9 +539,8 @@ mod fifo {
                 if wait == Wait::Never {
                     return Err(Error::acquire_failed(name, None));
                 }
-                // The ticket lock is held for a few system calls at a time; a task tries
-                // it rather than block its thread.
-                if let Some(queued) = enqueue(state, name, queue, false)? {
+                // Taking a ticket waits for nothing (see `acquire`): no thread blocks.
+                if let Some(queued) = enqueue(state, name, queue)? {
                     break queued;
                 }
             }
