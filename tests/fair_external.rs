@@ -54,8 +54,8 @@ fn my_ticket(dir: &Path, name: &str) -> u64 {
     (starts[0] - 64) / 16
 }
 
-/// Requests the kernel has blocked on the queue file's slots (not on its ticket lock, the
-/// first 64 bytes, which a process only passes through): processes that hold a ticket.
+/// Requests the kernel has blocked on the queue file's slots (not on its header, the first
+/// 64 bytes, which only a remover locks, briefly): processes that hold a ticket.
 fn blocked_on_slots(dir: &Path, name: &str) -> usize {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(queue_file(dir, name)) else {

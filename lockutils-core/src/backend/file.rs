@@ -46,10 +46,14 @@ impl ExternalBackend for FileBackend {
 
     fn release(&self, name: &str, cache: &mut ExternalCache) -> Result<(), Error> {
         let state = cache.get_or_insert_with(FileState::new);
+        // A holder that came through the queue raises its floor first, holding the file (an
+        // error there still lets the file go, and the queue).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let raised = fifo::raise_floor(state, name);
         let result = state.slot.release(name);
         // Then out of the queue (if the lock came through it): the next one goes on.
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let result = result.and(fifo::leave(state, name));
+        let result = result.and(raised).and(fifo::leave(state, name));
         // Descriptors are kept for speed, but not without bound: names used once each must
         // not exhaust the process's descriptor limit before the registry sweeps them.
         if LockFile::open_count() > crate::file::kept_descriptor_limit() {
@@ -278,8 +282,8 @@ mod fifo {
     /// newcomers, who queue in a new file.
     const CHECK_NAME_EVERY: u32 = 64;
 
-    /// A place in the queue. Given up (unlocked, the floor left alone) when dropped: on an
-    /// error, a timeout, or a cancelled task; left after holding by [`Place::leave`].
+    /// A place in the queue. Given up (its slot unlocked) when dropped: on an error, a
+    /// timeout, or a cancelled task; left after holding by [`Place::leave`].
     pub(super) struct Place {
         queue: Arc<Queue>,
         ticket: u64,
@@ -290,7 +294,7 @@ mod fifo {
         /// Leaves the queue after holding the lock (see [`Queue::leave`]).
         fn leave(mut self) -> std::io::Result<()> {
             self.left = true;
-            self.queue.leave(self.ticket, true)
+            self.queue.leave(self.ticket)
         }
     }
 
@@ -299,7 +303,7 @@ mod fifo {
             if self.left {
                 return;
             }
-            if let Err(e) = self.queue.leave(self.ticket, false) {
+            if let Err(e) = self.queue.leave(self.ticket) {
                 tracing::warn!(
                     target: crate::error::LOG_TARGET,
                     "leaving the queue of {}: {e}",
@@ -589,6 +593,22 @@ mod fifo {
         }
         state.place = Some(place);
         Ok(())
+    }
+
+    /// Raises the queue's floor to the ticket that holds the lock file, if the lock came
+    /// through the queue: just before the lock file is let go (see [`Queue::raise_floor`]).
+    pub(super) fn raise_floor(state: &FileState, name: &str) -> Result<(), Error> {
+        match &state.place {
+            Some(place) => place.queue.raise_floor(place.ticket).map_err(|e| {
+                Error::io(
+                    name,
+                    place.queue.path().to_owned(),
+                    "raise the queue's floor",
+                    e,
+                )
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Leaves the queue after the lock file was released, if the lock came through it.

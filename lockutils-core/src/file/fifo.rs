@@ -8,19 +8,23 @@
 //! lock file (`0666 & ~umask`); both are opened through their directory's descriptor,
 //! without following links, and never inherited by child processes.
 //!
-//! Bytes `[0, 8)` hold the next ticket (little-endian); bytes `[16, 24)` mark a file being
-//! removed; bytes `[32, 48)` hold the *floor* and its complement (a reading torn by a
-//! concurrent write shows as such, and counts as 0). From [`HEADER`] on, [`SLOTS`] slots of
+//! Bytes `[0, 16)` hold the next ticket (little-endian) and its complement; bytes
+//! `[16, 24)` mark a file being removed; bytes `[32, 48)` hold the *floor* and its
+//! complement. Both numbers are read without a lock, and a reading torn by a concurrent
+//! write shows as such (the number and its complement disagree): a torn next ticket is read
+//! again, a torn floor counts as 0 (all zero, never written, is 0 too). From [`HEADER`]
+//! on, [`SLOTS`] slots of
 //! [`SLOT`] bytes: ticket `t` write-locks slot `t % SLOTS` while it is in the queue. The
 //! slots hold no data: all they say, they say with locks, which the kernel drops when
 //! their owner dies.
 //!
-//! The floor is the ticket of the latest one to let the lock file go (as a lower bound: two
-//! holders leaving close together may write it out of order). Every ticket below it has
-//! left, or has held the lock file and let it go. A walker never looks below it, and a slot
-//! is reused only for a ticket whose predecessor in the slot is below it (else the enqueue
-//! waits: [`Enqueue::Full`]). A queue nobody is in starts its tickets over (the one who
-//! finds it so holds every slot meanwhile).
+//! The floor is the ticket of the latest holder to let the lock file go: each holder writes
+//! it just before, still holding the lock file, so floors are written in ticket order and
+//! the floor only rises. Every ticket below it has left, or has held the lock file and let
+//! it go. A walker never looks below it, and a slot is reused only for a ticket whose
+//! predecessor in the slot is below it, as the floor reads once the slot is held (else the
+//! enqueue waits: [`Enqueue::Full`]). A queue nobody is in starts its tickets over (the one
+//! who finds it so holds every slot meanwhile).
 //!
 //! # The queue (a CLH queue lock made of byte-range locks)
 //! A slot has two halves: its *waiting* half is unlocked once its ticket holds the lock
@@ -28,11 +32,12 @@
 //! kernel shows it, waiting (both locked), holding (the second half locked: it holds the
 //! lock file, or let it go and is leaving) or gone (neither).
 //! - **Enqueue**, with no lock of its own: read the next ticket `t`, write-lock its slot,
-//!   read the next ticket again. Still `t`: `t` is taken, and nobody else can take it (they
-//!   would need the slot); advance the next ticket (which only the owner of slot `t` does,
-//!   so only one process at a time writes it). Not `t` (another took it, or it came and
-//!   went while this one looked, its slot free again): unlock, and try again. So each
-//!   ticket has one owner, whose slot is locked before the next ticket is issued.
+//!   read the header again. Still `t` (and the slot not needed by the ring): `t` is taken,
+//!   and nobody else can take it (they would need the slot); advance the next ticket (which
+//!   only the owner of slot `t` does, so only one process at a time writes it). Not `t`
+//!   (another took it, or it came and went while this one looked, its slot free again):
+//!   unlock, and try again. So each ticket has one owner, whose slot is locked before the
+//!   next ticket is issued.
 //! - **Walk**: wait for the predecessor `e = t - 1` to hold or to leave.
 //!   - Holding: every ticket before it has left, so `t` is *next*
 //!     ([`Turn::Next`]): only the lock file is in its way, which it takes as soon as `e`
@@ -43,8 +48,8 @@
 //!     reached, at ticket 0, or [`SLOTS`] back.
 //! - **Hold**: once it holds the lock file, unlock the slot's waiting half: the successor
 //!   learns that only the lock file is in its way.
-//! - **Leave**, after letting the lock file go: raise the floor to `t`, then unlock the
-//!   slot. After giving up: just unlock it.
+//! - **Release**: raise the floor to `t`, let the lock file go, then leave: unlock the
+//!   slot. A ticket that gives up just unlocks it.
 //!
 //! Waiting is watching, then sleeping (see [`Spin`]): the kernel wakes a sleeper in tens of
 //! microseconds, so a short-held lock passes on fastest to waiters that are already awake.
@@ -189,8 +194,8 @@ pub(crate) enum Turn {
 
 /// What the header says (see the module docs).
 struct Header {
-    /// The next ticket.
-    next: u64,
+    /// The next ticket; `None` if the reading was torn by a write.
+    next: Option<u64>,
     /// Whether a remover marked the file.
     removing: bool,
     /// The floor (`0` if never written, or torn twice).
@@ -314,18 +319,14 @@ impl Queue {
         if header.removing && !self.is_linked()? {
             return Ok(Some(Enqueue::Removed));
         }
-        // The slot of `ticket` last served `ticket - SLOTS`: reusable only once that ticket
-        // is below the floor, which only a ticket that held the lock raises (so no walker
-        // can still be waiting on that slot). Otherwise the ring is full of tickets that may
-        // still be needed, live or given up.
-        if header
-            .next
-            .checked_sub(SLOTS)
-            .is_some_and(|old| old >= header.floor)
-        {
+        let Some(next) = header.next else {
+            // Torn by the write of the process that just took a ticket.
+            return Ok(None);
+        };
+        if ring_is_full(next, header.floor) {
             return self.start_over();
         }
-        self.claim(header.next)
+        self.claim(next)
     }
 
     /// Takes `ticket`, read as the next one: locks its slot, then reads the next ticket
@@ -338,7 +339,13 @@ impl Queue {
             return Ok(None);
         }
         let claimed = self.header().and_then(|header| {
-            if header.next != ticket {
+            if header.next != Some(ticket) {
+                return Ok(None);
+            }
+            // The ring, looked at again with the floor as it is now that the slot is held:
+            // read before, the floor may be that of an older round (the tickets started over
+            // since), with the same next ticket.
+            if ring_is_full(ticket, header.floor) {
                 return Ok(None);
             }
             if header.removing {
@@ -349,7 +356,7 @@ impl Queue {
                 // at work while this slot is held): the file stays.
                 self.file.write_all_at(&0u64.to_le_bytes(), REMOVING_AT)?;
             }
-            self.file.write_all_at(&(ticket + 1).to_le_bytes(), 0)?;
+            self.file.write_all_at(&checked_record(ticket + 1), 0)?;
             Ok(Some(Enqueue::Queued(Walk::at(ticket))))
         });
         if let Ok(Some(Enqueue::Queued(_))) = claimed {
@@ -391,8 +398,8 @@ impl Queue {
     }
 
     /// The header: the next ticket, the removal mark and the floor, in one read (which a
-    /// concurrent write may tear: the next ticket is checked again under its slot's lock,
-    /// a torn floor reads as a lower one).
+    /// concurrent write may tear: a torn next ticket reads as `None`, a torn floor as a
+    /// lower one).
     fn header(&self) -> io::Result<Header> {
         let mut header = [0u8; (FLOOR_AT + 16) as usize];
         let read = self.file.read_at(&mut header, 0)?;
@@ -402,12 +409,16 @@ impl Queue {
                 .then(|| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes")))
         };
         let floor = match header.get(FLOOR_AT as usize..read) {
-            Some(record) if record.len() == 16 => floor_of(record),
+            Some(record) if record.len() == 16 => checked_of(record),
             // Short, or torn (then read again).
             _ => None,
         };
         Ok(Header {
-            next: word(0).unwrap_or(0),
+            next: match header.get(..read.min(16)) {
+                Some(record) if record.len() == 16 => checked_of(record),
+                // A fresh file.
+                _ => Some(0),
+            },
             removing: word(REMOVING_AT) == Some(REMOVING),
             floor: match floor {
                 Some(floor) => floor,
@@ -419,8 +430,8 @@ impl Queue {
     /// Writes the whole header in one write: the next ticket, no removal mark, the floor.
     fn write_header(&self, next: u64, floor: u64) -> io::Result<()> {
         let mut header = [0u8; (FLOOR_AT + 16) as usize];
-        header[..8].copy_from_slice(&next.to_le_bytes());
-        header[FLOOR_AT as usize..].copy_from_slice(&floor_record(floor));
+        header[..16].copy_from_slice(&checked_record(next));
+        header[FLOOR_AT as usize..].copy_from_slice(&checked_record(floor));
         self.file.write_all_at(&header, 0)
     }
 
@@ -535,7 +546,7 @@ impl Queue {
         })
     }
 
-    /// The floor: the ticket of the latest holder to leave (a lower bound: see the module
+    /// The floor: the ticket of the latest holder to let the lock file go (see the module
     /// docs). `0`, the safe value, for a fresh file, and for a reading that a concurrent
     /// write tore twice in a row (the word and its complement then disagree).
     fn floor(&self) -> io::Result<u64> {
@@ -544,7 +555,7 @@ impl Queue {
             if self.file.read_at(&mut record, FLOOR_AT)? < 16 {
                 return Ok(0);
             }
-            if let Some(floor) = floor_of(&record) {
+            if let Some(floor) = checked_of(&record) {
                 return Ok(floor);
             }
         }
@@ -554,7 +565,7 @@ impl Queue {
     /// Writes the floor and its complement in one write: a reader that sees them disagree
     /// knows its reading was torn by this write.
     fn write_floor(&self, floor: u64) -> io::Result<()> {
-        self.file.write_all_at(&floor_record(floor), FLOOR_AT)
+        self.file.write_all_at(&checked_record(floor), FLOOR_AT)
     }
 
     /// Waits until `walk` is first, or until `deadline` (trying with growing pauses of up
@@ -578,21 +589,27 @@ impl Queue {
         }
     }
 
-    /// Leaves the queue: after holding the lock file (`released`, once it is let go),
-    /// raises the floor to `ticket`; then unlocks its slot, which wakes the successor. In a
-    /// forked child (the slot is the parent's), does nothing.
-    pub(crate) fn leave(&self, ticket: u64, released: bool) -> io::Result<()> {
+    /// Raises the floor to `ticket`, which holds the lock file and is about to let it go.
+    /// Written while the lock file is still held: the queue's holders hold it in ticket
+    /// order, one at a time, so floors are written in that order too, and the floor only
+    /// rises. (Written after, two holders leaving close together could write it out of
+    /// order, and a lowered floor sends walkers further back than they need to look.) In a
+    /// forked child (the place is the parent's), does nothing.
+    pub(crate) fn raise_floor(&self, ticket: u64) -> io::Result<()> {
         if !self.is_own() {
             return Ok(());
         }
-        // The slot is unlocked even if the floor could not be raised: the successor then
-        // walks back further (never less safe).
-        let raised = match released {
-            true => self.write_floor(ticket),
-            false => Ok(()),
-        };
-        let unlocked = self.unlock(slot_at(ticket), SLOT);
-        raised.and(unlocked)
+        self.write_floor(ticket)
+    }
+
+    /// Leaves the queue, after letting the lock file go or giving up: unlocks its slot,
+    /// which wakes the successor. In a forked child (the slot is the parent's), does
+    /// nothing.
+    pub(crate) fn leave(&self, ticket: u64) -> io::Result<()> {
+        if !self.is_own() {
+            return Ok(());
+        }
+        self.unlock(slot_at(ticket), SLOT)
     }
 
     /// Removes the companion file, if nobody queues, while holding the whole file (header
@@ -691,20 +708,29 @@ pub(crate) fn remove_queue_if_idle(lock_dir: &Dir, file: &OsStr) -> io::Result<b
     queue.remove_if_idle(&sub, file)
 }
 
-/// The floor in a record of 16 bytes (the floor, then its complement); `None` if they
-/// disagree (a reading torn by a write).
-fn floor_of(record: &[u8]) -> Option<u64> {
-    let word = |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().expect("8 bytes"));
-    let floor = word(0);
-    (word(8) == !floor).then_some(floor)
+/// The record of a number read without a lock (the next ticket, the floor): the number,
+/// then its complement.
+fn checked_record(value: u64) -> [u8; 16] {
+    let mut record = [0u8; 16];
+    record[..8].copy_from_slice(&value.to_le_bytes());
+    record[8..].copy_from_slice(&(!value).to_le_bytes());
+    record
 }
 
-/// The floor's record: the floor, then its complement.
-fn floor_record(floor: u64) -> [u8; 16] {
-    let mut record = [0u8; 16];
-    record[..8].copy_from_slice(&floor.to_le_bytes());
-    record[8..].copy_from_slice(&(!floor).to_le_bytes());
-    record
+/// The number in a record of [`checked_record`]; `None` if the number and its complement
+/// disagree (a reading torn by a write), `Some(0)` for a record never written (all zero).
+fn checked_of(record: &[u8]) -> Option<u64> {
+    let word = |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().expect("8 bytes"));
+    let value = word(0);
+    (word(8) == !value || (value == 0 && word(8) == 0)).then_some(value)
+}
+
+/// Whether the slot of ticket `next` may still be needed: it last served `next - SLOTS`,
+/// and is reusable only once that ticket is below the floor (every ticket below it has
+/// left, or held the lock file and let it go; and no walker looks below it). Otherwise the
+/// ring is full of tickets that may still be needed, live or given up.
+fn ring_is_full(next: u64, floor: u64) -> bool {
+    next.checked_sub(SLOTS).is_some_and(|old| old >= floor)
 }
 
 /// The offset of the slot of `ticket`.
@@ -743,12 +769,15 @@ mod tests {
         }
     }
 
+    /// Lets the lock go, as the backend does: the floor raised (holding the lock file),
+    /// then the slot unlocked (once the lock file is let go).
     fn release(queue: &Queue, walk: &Walk) {
-        queue.leave(walk.ticket(), true).unwrap();
+        queue.raise_floor(walk.ticket()).unwrap();
+        queue.leave(walk.ticket()).unwrap();
     }
 
     fn give_up(queue: &Queue, walk: &Walk) {
-        queue.leave(walk.ticket(), false).unwrap();
+        queue.leave(walk.ticket()).unwrap();
     }
 
     #[test]
@@ -908,20 +937,63 @@ mod tests {
     }
 
     #[test]
-    fn a_floor_raised_out_of_order_is_a_lower_bound_that_holds_nobody_up() {
-        // Two holders let go in the reverse order of their tickets (the first is slow to
-        // raise the floor after its successor took the lock file): the floor ends lower
-        // than the latest release, which must only make a walker look further back.
+    fn a_holder_slow_to_leave_never_lowers_the_floor() {
+        // Ticket 0 lets the lock file go (having raised the floor), then is slow to leave
+        // (stopped, say) while 1 holds and leaves. Floors are raised by holders, holding
+        // the lock file, so in ticket order: the floor says 1 from then on, and the walker
+        // behind 1 is first at once.
         let d = tempfile::tempdir().unwrap();
         let q = queues(d.path(), 4);
         let mut w: Vec<Walk> = q.iter().take(3).map(ticket).collect();
         assert!(first(&q[0], &mut w[0]));
+        q[0].raise_floor(w[0].ticket()).unwrap();
         assert_eq!(q[1].advance(&mut w[1], true).unwrap(), Turn::Next);
         q[1].hold(&mut w[1]).unwrap();
         release(&q[1], &w[1]);
-        release(&q[0], &w[0]);
-        assert_eq!(q[3].floor().unwrap(), w[0].ticket());
+        q[0].leave(w[0].ticket()).unwrap();
+        assert_eq!(q[3].floor().unwrap(), w[1].ticket());
         assert!(first(&q[2], &mut w[2]));
+        release(&q[2], &w[2]);
+    }
+
+    #[test]
+    fn a_claim_looks_at_the_ring_again_once_it_holds_the_slot() {
+        // A process read the header of an older round (next ticket SLOTS, the floor above
+        // ticket 0) and stalled; since then the tickets started over and came round to
+        // SLOTS again, with ticket 0 not below the floor: its slot may still be needed.
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 2);
+        q[0].write_header(SLOTS, 0).unwrap();
+        assert!(
+            q[1].claim(SLOTS).unwrap().is_none(),
+            "took a slot that an earlier ticket may still need"
+        );
+        assert!(
+            q[0].probe(slot_at(0), SLOT).unwrap(),
+            "kept the slot it tried"
+        );
+        // Nobody queues: the tickets start over.
+        let w = ticket(&q[1]);
+        assert_eq!(w.ticket(), 0);
+        give_up(&q[1], &w);
+    }
+
+    #[test]
+    fn a_torn_next_ticket_is_read_again_not_taken() {
+        // The word of one write beside the complement of another: whatever it says, no
+        // ticket is taken on it.
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), 2);
+        q[0].write_header(5, 0).unwrap();
+        q[0].file.write_all_at(&6u64.to_le_bytes(), 0).unwrap();
+        assert_eq!(q[1].header().unwrap().next, None);
+        assert!(q[1].claim(6).unwrap().is_none());
+        assert!(matches!(q[1].enqueue().unwrap(), Enqueue::Busy));
+        assert!(q[1].is_empty().unwrap(), "a slot kept");
+        q[0].write_header(6, 0).unwrap();
+        let w = ticket(&q[1]);
+        assert_eq!(w.ticket(), 6);
+        give_up(&q[1], &w);
     }
 
     #[test]
@@ -977,7 +1049,7 @@ mod tests {
             q[2].probe(slot_at(1), SLOTS * SLOT - SLOT).unwrap(),
             "a busy enqueue kept a slot"
         );
-        q[0].file.write_all_at(&1u64.to_le_bytes(), 0).unwrap();
+        q[0].file.write_all_at(&checked_record(1), 0).unwrap();
         let w = ticket(&q[1]);
         assert_eq!(w.ticket(), 1);
         give_up(&q[1], &w);
