@@ -1071,6 +1071,46 @@ mod tests {
     }
 
     #[test]
+    fn descriptors_taking_tickets_at_once_are_served_each_ticket_once_in_order() {
+        // Threads with descriptors of their own contend as processes do (the locks belong
+        // to the open file descriptions). Each takes tickets as fast as it can, waits to be
+        // first, and records its ticket while it "holds": with no lock file at all, the
+        // queue alone must serve every ticket exactly once, one holder at a time, in order.
+        const THREADS: usize = 4;
+        const ROUNDS: usize = 2000;
+        let d = tempfile::tempdir().unwrap();
+        let q = queues(d.path(), THREADS);
+        let holding = std::sync::atomic::AtomicBool::new(false);
+        let served = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for queue in &q {
+                let (holding, served) = (&holding, &served);
+                s.spawn(move || {
+                    for _ in 0..ROUNDS {
+                        let mut walk = loop {
+                            match queue.enqueue().unwrap() {
+                                Enqueue::Queued(walk) => break walk,
+                                Enqueue::Busy | Enqueue::Full => std::thread::yield_now(),
+                                Enqueue::Removed => panic!("nobody removes the file"),
+                            }
+                        };
+                        while !first(queue, &mut walk) {
+                            std::thread::yield_now();
+                        }
+                        assert!(!holding.swap(true, Ordering::SeqCst), "two holders");
+                        served.lock().unwrap().push(walk.ticket());
+                        holding.store(false, Ordering::SeqCst);
+                        release(queue, &walk);
+                    }
+                });
+            }
+        });
+        let served = served.into_inner().unwrap();
+        let expected: Vec<u64> = (0..(THREADS * ROUNDS) as u64).collect();
+        assert_eq!(served, expected);
+    }
+
+    #[test]
     fn a_torn_floor_reads_as_zero() {
         let d = tempfile::tempdir().unwrap();
         let q = queues(d.path(), 1);
