@@ -18,18 +18,8 @@ fn play(role: &str, args: &[String]) -> i32 {
         "count" => {
             let path = arg(0).to_owned();
             let n: usize = arg(1).parse().unwrap();
-            println!("ready");
-            let mut go = String::new();
-            std::io::stdin().read_line(&mut go).unwrap();
-            std::thread::scope(|s| {
-                for _ in 0..2 {
-                    s.spawn(|| {
-                        for _ in 0..n / 2 {
-                            bump(&path).unwrap();
-                        }
-                    });
-                }
-            });
+            child::ready_then_go();
+            child::in_threads(2, n, || bump(&path).unwrap());
             println!("done");
             0
         }
@@ -48,9 +38,7 @@ fn play(role: &str, args: &[String]) -> i32 {
         "count-async" => {
             let path = arg(0).to_owned();
             let n: usize = arg(1).parse().unwrap();
-            println!("ready");
-            let mut go = String::new();
-            std::io::stdin().read_line(&mut go).unwrap();
+            child::ready_then_go();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

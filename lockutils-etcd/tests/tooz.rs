@@ -20,9 +20,7 @@ fn play(role: &str, args: &[String]) -> i32 {
         "count" => {
             let path = arg(0).to_owned();
             let n: usize = arg(1).parse().unwrap();
-            println!("ready");
-            let mut go = String::new();
-            std::io::stdin().read_line(&mut go).unwrap();
+            child::ready_then_go();
             for _ in 0..n {
                 bump(&path).unwrap();
             }

@@ -25,9 +25,7 @@ fn play(role: &str, args: &[String]) -> i32 {
         "count" => {
             let (name, path) = (arg(0).to_owned(), arg(1).to_owned());
             let n: usize = arg(2).parse().unwrap();
-            println!("ready");
-            let mut go = String::new();
-            std::io::stdin().read_line(&mut go).unwrap();
+            child::ready_then_go();
             for _ in 0..n {
                 let guard = lock(&name).external(true).acquire().unwrap();
                 bump(&path);

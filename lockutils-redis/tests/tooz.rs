@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lockutils::{Error, lock};
-use support::child::{Proc, start, wait_for_stdin_close};
+use support::child::{self, Proc, start, wait_for_stdin_close};
 use support::{get, sentinel_url, spawn, unique, url, wait_until, waiters, with_options};
 #[cfg(feature = "tls")]
 use support::{tls_url, tooz_tls_form};
@@ -79,9 +79,7 @@ fn play(role: &str, args: &[String]) -> i32 {
         "count" => {
             let (name, prefix, path) = (arg(0), arg(1), arg(2));
             let n: usize = arg(3).parse().unwrap();
-            println!("ready");
-            let mut go = String::new();
-            std::io::stdin().read_line(&mut go).unwrap();
+            child::ready_then_go();
             for _ in 0..n {
                 let _guard = lock(name).prefix(prefix).external(true).acquire().unwrap();
                 let value: u64 = std::fs::read_to_string(path)

@@ -33,6 +33,29 @@ pub fn main(play: impl FnOnce(&str, &[String]) -> i32) {
     std::process::exit(code);
 }
 
+/// In a child: says `ready`, then waits for the test's `go` line, so that children started
+/// one after another begin their work together.
+pub fn ready_then_go() {
+    println!("ready");
+    let mut go = String::new();
+    std::io::stdin()
+        .read_line(&mut go)
+        .expect("the test's go line");
+}
+
+/// In a child: runs `work` `n` times in all, split between `threads` threads at once.
+pub fn in_threads(threads: usize, n: usize, work: impl Fn() + Sync) {
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..n / threads {
+                    work();
+                }
+            });
+        }
+    });
+}
+
 /// A running child with line-based stdout.
 pub struct Proc {
     pub child: Child,
