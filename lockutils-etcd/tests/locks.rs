@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -75,13 +74,7 @@ fn child() {
 /// mutual exclusion across the processes keeps the count exact.
 #[synchronized("lockutils-test-counter", prefix = "cinder", external = true)]
 fn bump(path: &str) -> Result<(), Error> {
-    let value: u64 = std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut file = std::fs::File::create(path).unwrap();
-    write!(file, "{}", value + 1).unwrap();
+    child::increment_counter_file(path);
     Ok(())
 }
 

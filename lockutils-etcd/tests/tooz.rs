@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -50,13 +49,7 @@ fn child() {
 /// tooz's processes take `cinder-lockutils-tooz-counter`.
 #[synchronized("lockutils-tooz-counter", prefix = "cinder", external = true)]
 fn bump(path: &str) -> Result<(), Error> {
-    let value: u64 = std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut file = std::fs::File::create(path).unwrap();
-    write!(file, "{}", value + 1).unwrap();
+    child::increment_counter_file(path);
     Ok(())
 }
 

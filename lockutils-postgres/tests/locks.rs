@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use lockutils::{Error, lock, synchronized};
@@ -57,13 +56,7 @@ fn child() {
 /// mutual exclusion across the processes keeps the count exact.
 #[synchronized("pg-counter", external = true)]
 fn bump(path: &str) -> Result<(), Error> {
-    let value: u64 = std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut file = std::fs::File::create(path).unwrap();
-    write!(file, "{}", value + 1).unwrap();
+    child::increment_counter_file(path);
     Ok(())
 }
 

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use lockutils::{Error, lock, synchronized};
@@ -76,13 +75,7 @@ fn child() {
 /// One increment of the counter in the file at `path`, as a separate read and write: only
 /// mutual exclusion across the processes keeps the count exact.
 fn bump(path: &str) {
-    let value: u64 = std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut file = std::fs::File::create(path).unwrap();
-    write!(file, "{}", value + 1).unwrap();
+    child::increment_counter_file(path);
 }
 
 #[test]

@@ -56,6 +56,17 @@ pub fn in_threads(threads: usize, n: usize, work: impl Fn() + Sync) {
     });
 }
 
+/// One increment of the counter in the file at `path` (its decimal text), as a separate read
+/// and write: only mutual exclusion across the processes that call it keeps a count exact.
+pub fn increment_counter_file(path: &str) {
+    let value: u64 = std::fs::read_to_string(path)
+        .expect("the counter file")
+        .trim()
+        .parse()
+        .expect("a count");
+    std::fs::write(path, (value + 1).to_string()).expect("the counter file, written");
+}
+
 /// A running child with line-based stdout.
 pub struct Proc {
     pub child: Child,
