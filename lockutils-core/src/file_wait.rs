@@ -42,6 +42,26 @@ pub(crate) struct FileSlot {
 }
 
 impl FileSlot {
+    /// Locks the slot's file in `mode` as `wait` allows, through the kept descriptor if any
+    /// (see [`LockFile::acquire`]): the held file, for the caller to keep in `held`.
+    pub(crate) fn lock(
+        &mut self,
+        name: &str,
+        mode: Mode,
+        wait: Wait,
+        pause: Duration,
+    ) -> Result<HeldFile, Error> {
+        LockFile::acquire(
+            &mut self.kept,
+            &mut None,
+            name,
+            &self.path,
+            mode,
+            wait,
+            pause,
+        )
+    }
+
     /// Releases the held file, if any, keeping its descriptor for the next use. Errors name
     /// lock `name` (the descriptor is then closed, which releases the lock).
     pub(crate) fn release(&mut self, name: &str) -> Result<(), Error> {
@@ -63,7 +83,7 @@ impl FileSlot {
 const HELPER_THREADS: bool = cfg!(any(target_os = "linux", target_os = "android", windows));
 
 /// One try on the slot's file: `Ok(true)` if it is now locked, `Ok(false)` if it is held.
-fn try_slot(
+pub(crate) fn try_slot(
     slot: &mut FileSlot,
     dir: &mut Option<Dir>,
     name: &str,

@@ -31,15 +31,9 @@ impl ExternalBackend for FileBackend {
         if target.fair && target.mode == Mode::Exclusive {
             return fifo::acquire(state, target, wait);
         }
-        let held = LockFile::acquire(
-            &mut state.slot.kept,
-            &mut None,
-            target.name,
-            &state.slot.path,
-            target.mode,
-            wait,
-            target.delay,
-        )?;
+        let held = state
+            .slot
+            .lock(target.name, target.mode, wait, target.delay)?;
         state.slot.held = Some(held);
         Ok(())
     }
@@ -267,8 +261,8 @@ mod fifo {
     use super::{ExternalCache, ExternalTarget, FileSlot, FileState, lock_async};
     use crate::error::Error;
     use crate::file::HeldFile;
-    use crate::file::LockFile;
     use crate::file::fifo::{Enqueue, Queue, Spin, Turn, Walk};
+    use crate::file_wait::try_slot;
     use crate::queue::{Mode, Wait};
 
     /// How often the next in line tries the lock file while its predecessor holds it: a
@@ -283,19 +277,11 @@ mod fifo {
     const CHECK_NAME_EVERY: u32 = 64;
 
     /// A place in the queue. Given up (its slot unlocked) when dropped: on an error, a
-    /// timeout, or a cancelled task; left after holding by [`Place::leave`].
+    /// timeout, or a cancelled task; left after holding by [`leave`].
     pub(super) struct Place {
         queue: Arc<Queue>,
         ticket: u64,
         left: bool,
-    }
-
-    impl Place {
-        /// Leaves the queue after holding the lock (see [`Queue::leave`]).
-        fn leave(mut self) -> std::io::Result<()> {
-            self.left = true;
-            self.queue.leave(self.ticket)
-        }
     }
 
     impl Drop for Place {
@@ -368,23 +354,8 @@ mod fifo {
             }
             state.queue = None;
         };
-        let slot = &mut state.slot;
-        match LockFile::acquire(
-            &mut slot.kept,
-            &mut None,
-            name,
-            &slot.path,
-            Mode::Exclusive,
-            Wait::Never,
-            delay,
-        ) {
-            Ok(held) => {
-                slot.held = Some(held);
-                Ok(None)
-            }
-            Err(e) if e.is_acquire_failed() => Ok(Some(queue)),
-            Err(e) => Err(e),
-        }
+        let held = try_slot(&mut state.slot, &mut None, name, Mode::Exclusive, delay)?;
+        Ok((!held).then_some(queue))
     }
 
     /// The blocking acquire of a fair lock file: the queue, then the file.
@@ -454,11 +425,8 @@ mod fifo {
         let held = match turn {
             Turn::NotYet => return Err(Error::acquire_failed(name, wait.waited())),
             Turn::Next => take_after_predecessor(&mut state.slot, name, &queue.file_spin),
-            Turn::First => LockFile::acquire(
-                &mut state.slot.kept,
-                &mut None,
+            Turn::First => state.slot.lock(
                 name,
-                &state.slot.path,
                 Mode::Exclusive,
                 wait.remaining(deadline),
                 target.delay,
@@ -492,15 +460,7 @@ mod fifo {
             } else {
                 Wait::Forever
             };
-            match LockFile::acquire(
-                &mut slot.kept,
-                &mut None,
-                name,
-                &slot.path,
-                Mode::Exclusive,
-                wait,
-                Duration::ZERO,
-            ) {
+            match slot.lock(name, Mode::Exclusive, wait, Duration::ZERO) {
                 Err(e) if e.is_acquire_failed() && wait == Wait::Never => {}
                 result => {
                     if looks > 0 {
@@ -614,11 +574,12 @@ mod fifo {
     /// Leaves the queue after the lock file was released, if the lock came through it.
     pub(super) fn leave(state: &mut FileState, name: &str) -> Result<(), Error> {
         match state.place.take() {
-            Some(place) => {
-                let path = place.queue.path().to_owned();
-                place
-                    .leave()
-                    .map_err(|e| Error::io(name, path, "leave the queue", e))
+            Some(mut place) => {
+                // Left here, with the error to return; not again when dropped.
+                place.left = true;
+                place.queue.leave(place.ticket).map_err(|e| {
+                    Error::io(name, place.queue.path().to_owned(), "leave the queue", e)
+                })
             }
             None => Ok(()),
         }

@@ -287,8 +287,7 @@ impl Queue {
 
     /// Whether the companion file still has a name (was not removed since it was opened).
     pub(crate) fn is_linked(&self) -> io::Result<bool> {
-        use std::os::unix::fs::MetadataExt;
-        Ok(self.file.metadata()?.nlink() > 0)
+        super::has_name(&self.file)
     }
 
     /// Whether nobody (in any process) queues right now: no slot is locked (nor the whole
@@ -407,28 +406,18 @@ impl Queue {
     /// again, and counts as 0 if torn twice).
     fn header(&self) -> io::Result<Header> {
         let mut header = [0u8; (FLOOR_AT + 16) as usize];
-        let read = self.file.read_at(&mut header, 0)?;
-        let word = |at: u64| {
-            let at = at as usize;
-            (read >= at + 8)
-                .then(|| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes")))
-        };
-        let floor = match header.get(FLOOR_AT as usize..read) {
-            Some(record) if record.len() == 16 => checked_of(record),
-            // Short, or torn (then read again).
-            _ => None,
+        let read = self.file.read_at(&mut header, 0)? as u64;
+        // Past the end of a short file: never written, so 0 (a fresh file).
+        let record =
+            |at: u64, len: u64| (read >= at + len).then(|| &header[at as usize..][..len as usize]);
+        let floor = match record(FLOOR_AT, 16).map_or(Some(0), checked_of) {
+            Some(floor) => floor,
+            None => self.floor()?,
         };
         Ok(Header {
-            next: match header.get(..read.min(16)) {
-                Some(record) if record.len() == 16 => checked_of(record),
-                // A fresh file.
-                _ => Some(0),
-            },
-            removing: word(REMOVING_AT) == Some(REMOVING),
-            floor: match floor {
-                Some(floor) => floor,
-                None => self.floor()?,
-            },
+            next: record(0, 16).map_or(Some(0), checked_of),
+            removing: record(REMOVING_AT, 8) == Some(&REMOVING.to_le_bytes()[..]),
+            floor,
         })
     }
 

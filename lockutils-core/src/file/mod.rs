@@ -247,15 +247,7 @@ impl LockFile {
     fn is_linked(&self) -> io::Result<bool> {
         #[cfg(unix)]
         {
-            use std::os::fd::AsRawFd;
-            // Plain fstat: std's `File::metadata` asks statx for more than a link count.
-            // SAFETY: zeroed `stat` is valid plain data; the descriptor is open.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: as above; `st` is exclusively borrowed.
-            if unsafe { libc::fstat(self.file.as_raw_fd(), &mut st) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(st.st_nlink > 0)
+            has_name(&self.file)
         }
         #[cfg(not(unix))]
         {
@@ -573,4 +565,18 @@ mod os {
             self.file.unlock()
         }
     }
+}
+
+/// Whether the open `file` still has a name (a link count above 0): one plain `fstat`
+/// (std's `File::metadata` asks `statx` for more than a link count).
+#[cfg(unix)]
+pub(crate) fn has_name(file: &File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: zeroed `stat` is valid plain data; the descriptor is open.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `st` is exclusively borrowed.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_nlink > 0)
 }
